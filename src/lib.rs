@@ -1,0 +1,1 @@
+//! podwire: what Kubernetes pods and nodes say to each other on the wire.
