@@ -1,1 +1,3 @@
 //! podwire: what Kubernetes pods and nodes say to each other on the wire.
+
+pub mod sanitize;
