@@ -1,0 +1,293 @@
+//! Command-line interface: argument parsing and wiring of shells to the engine.
+//!
+//! Exit codes: 0 success; 1 error (nothing could be read); 2 usage error; 3 the capture is
+//! truncated or corrupt — everything before the damage was processed and printed.
+
+use std::io::{self, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::capture::{CaptureEvent, ReadSummary, read_capture};
+use crate::engine::{Engine, EngineConfig};
+use crate::report::{FlowFormat, FlowWriter, RttSummary, StatsReport};
+
+/// Exit code when the capture was damaged but what could be read was processed.
+pub const EXIT_DAMAGED: i32 = 3;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "podwire",
+    version,
+    about = "What Kubernetes pods and nodes say to each other on the wire"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List every flow in a capture file (pcap, pcapng, optionally gzip-compressed).
+    Flows {
+        file: PathBuf,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        #[command(flatten)]
+        tuning: Tuning,
+    },
+    /// Summarise a capture: packets, bytes, duration, link types, interfaces, errors, flows.
+    Stats {
+        file: PathBuf,
+        #[arg(long, value_enum, default_value_t = StatsFormat::Text)]
+        format: StatsFormat,
+        #[command(flatten)]
+        tuning: Tuning,
+    },
+    /// Run the main job on the bundled demo capture.
+    Demo {
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Format {
+    Table,
+    Jsonl,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum StatsFormat {
+    Text,
+    Json,
+}
+
+/// Flow-table limits shared by the capture-reading commands.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Tuning {
+    /// Most flows tracked at once; the least recently seen are evicted (and still reported).
+    #[arg(long, default_value_t = 1 << 20)]
+    pub max_flows: usize,
+    /// Idle timeout in seconds for open TCP connections.
+    #[arg(long, default_value_t = 300)]
+    pub tcp_idle: u64,
+    /// Idle timeout in seconds for UDP and other flows.
+    #[arg(long, default_value_t = 60)]
+    pub udp_idle: u64,
+    /// Never show a progress indicator.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+impl Tuning {
+    fn engine_config(&self) -> EngineConfig {
+        let mut config = EngineConfig::default();
+        config.table.capacity = self.max_flows.max(1);
+        config.table.tcp_idle_ns = self.tcp_idle.saturating_mul(1_000_000_000);
+        config.table.other_idle_ns = self.udp_idle.saturating_mul(1_000_000_000);
+        config
+    }
+}
+
+/// Runs the parsed command and returns the process exit code.
+pub fn run(cli: Cli) -> Result<i32> {
+    match cli.command {
+        Command::Flows {
+            file,
+            format,
+            tuning,
+        } => flows(&file, format, &tuning),
+        Command::Stats {
+            file,
+            format,
+            tuning,
+        } => stats(&file, format, &tuning),
+        Command::Demo { format } => {
+            let path = demo_capture()?;
+            let tuning = Tuning {
+                max_flows: 1 << 20,
+                tcp_idle: 300,
+                udp_idle: 60,
+                no_progress: true,
+            };
+            flows(&path, format, &tuning)
+        }
+    }
+}
+
+/// Finds the bundled demo capture next to the binary's source tree or the working directory.
+fn demo_capture() -> Result<PathBuf> {
+    let candidates = [
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("captures/demo.pcapng"),
+        PathBuf::from("captures/demo.pcapng"),
+    ];
+    candidates.iter().find(|p| p.is_file()).cloned().context(
+        "the demo capture captures/demo.pcapng was not found (run from the podwire checkout)",
+    )
+}
+
+/// Reads a capture through an engine, calling `each_batch` with finished flows as they come.
+fn process(
+    path: &Path,
+    engine: &mut Engine,
+    show_progress: bool,
+    mut each_batch: impl FnMut(&mut Engine) -> io::Result<()>,
+) -> Result<ReadSummary> {
+    let total = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let read_bytes = Arc::new(AtomicU64::new(0));
+    let mut progress = show_progress.then(|| Progress::new(path, total, read_bytes.clone()));
+    let mut frames = 0u64;
+    let mut write_error: Option<io::Error> = None;
+    let summary = read_capture(path, Some(read_bytes), |event| match event {
+        CaptureEvent::Interface(info) => engine.add_interface(info),
+        CaptureEvent::Frame(frame) => {
+            engine.ingest(&frame);
+            frames += 1;
+            if frames % 4096 == 0 {
+                if write_error.is_none() {
+                    if let Err(e) = each_batch(engine) {
+                        write_error = Some(e);
+                    }
+                }
+                if let Some(p) = progress.as_mut() {
+                    p.tick(frames);
+                }
+            }
+        }
+        CaptureEvent::Comment(_) => {}
+    })
+    .with_context(|| format!("reading {}", path.display()))?;
+    if let Some(p) = progress.as_mut() {
+        p.clear();
+    }
+    if let Some(e) = write_error {
+        return Err(e.into());
+    }
+    engine.finish();
+    each_batch(engine)?;
+    Ok(summary)
+}
+
+fn flows(path: &Path, format: Format, tuning: &Tuning) -> Result<i32> {
+    let mut engine = Engine::new(tuning.engine_config());
+    let stdout = io::stdout();
+    let format = match format {
+        Format::Table => FlowFormat::Table,
+        Format::Jsonl => FlowFormat::Jsonl,
+    };
+    let mut writer = FlowWriter::new(io::BufWriter::with_capacity(1 << 16, stdout.lock()), format);
+    let show_progress = !tuning.no_progress && io::stderr().is_terminal();
+    let summary = process(path, &mut engine, show_progress, |engine| {
+        for flow in engine.drain_finished() {
+            writer.write(&flow)?;
+        }
+        Ok(())
+    })?;
+    writer.flush()?;
+    Ok(report_damage(path, &summary))
+}
+
+fn stats(path: &Path, format: StatsFormat, tuning: &Tuning) -> Result<i32> {
+    let mut engine = Engine::new(tuning.engine_config());
+    let show_progress = !tuning.no_progress && io::stderr().is_terminal();
+    let summary = process(path, &mut engine, show_progress, |engine| {
+        engine.drain_finished();
+        Ok(())
+    })?;
+    let stats = engine.stats();
+    let duration_ns = match (stats.first_ns, stats.last_ns) {
+        (Some(a), Some(b)) => b.saturating_sub(a),
+        _ => 0,
+    };
+    let file = path.display().to_string();
+    let report = StatsReport {
+        file: &file,
+        capture: &summary,
+        stats: &stats,
+        duration_ns,
+        handshake_rtt_us: RttSummary::from(engine.rtt()),
+    };
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    match format {
+        StatsFormat::Text => report.write_text(&mut out)?,
+        StatsFormat::Json => {
+            serde_json::to_writer_pretty(&mut out, &report)?;
+            writeln!(out)?;
+        }
+    }
+    out.flush()?;
+    Ok(report_damage(path, &summary))
+}
+
+/// Tells the user about a damaged capture on stderr and picks the exit code.
+fn report_damage(path: &Path, summary: &ReadSummary) -> i32 {
+    match &summary.damage {
+        Some(damage) => {
+            eprintln!(
+                "podwire: {} is damaged: {} — the {} frames before it were processed",
+                path.display(),
+                damage.message,
+                summary.frames
+            );
+            EXIT_DAMAGED
+        }
+        None => 0,
+    }
+}
+
+/// A one-line progress indicator on stderr, redrawn at most 4 times a second.
+struct Progress {
+    name: String,
+    total: u64,
+    read: Arc<AtomicU64>,
+    started: Instant,
+    last_draw: Instant,
+}
+
+impl Progress {
+    fn new(path: &Path, total: u64, read: Arc<AtomicU64>) -> Progress {
+        let now = Instant::now();
+        Progress {
+            name: path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            total,
+            read,
+            started: now,
+            last_draw: now,
+        }
+    }
+
+    fn tick(&mut self, frames: u64) {
+        let now = Instant::now();
+        if now.duration_since(self.last_draw) < Duration::from_millis(250) {
+            return;
+        }
+        self.last_draw = now;
+        let read = self.read.load(Ordering::Relaxed);
+        let percent = if self.total > 0 {
+            read as f64 * 100.0 / self.total as f64
+        } else {
+            0.0
+        };
+        let elapsed = now.duration_since(self.started).as_secs_f64().max(1e-3);
+        eprint!(
+            "\r\x1b[2Kreading {}: {:5.1}% {} frames ({:.2} M frames/s)",
+            crate::sanitize::sanitize(&self.name),
+            percent.min(100.0),
+            frames,
+            frames as f64 / elapsed / 1e6
+        );
+    }
+
+    fn clear(&mut self) {
+        eprint!("\r\x1b[2K");
+    }
+}

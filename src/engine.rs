@@ -1,0 +1,394 @@
+//! The one owner of analysis state: frames in, flows and statistics out.
+//!
+//! `Engine::ingest` runs decode → de-duplication → fragment attribution → flow table for
+//! one frame. It is pure (no I/O, no clock, no threads): the same frames in the same order
+//! always give the same flows and statistics. Finished flows queue up until the caller
+//! drains them, so a headless run can stream records and keep memory bounded.
+
+use std::collections::{BTreeMap, HashMap};
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::decode::{self, DecodeError, Decoded, Fragment, Packet, ipproto};
+use crate::flow::{
+    DedupVerdict, Deduplicator, Endpoint, Flow, FlowKey, FlowTable, FlowTableConfig,
+    FragmentTracker, TableCounters, iface_bit,
+};
+use crate::frame::{IfaceId, RawFrame, TimestampNs, linktype};
+
+/// Tunables of the engine.
+#[derive(Debug, Clone, Copy)]
+pub struct EngineConfig {
+    pub table: FlowTableConfig,
+    /// Two sightings of a packet on different interfaces within this window are one packet.
+    pub dedup_window_ns: u64,
+    /// Most packet signatures remembered for de-duplication.
+    pub dedup_capacity: usize,
+    /// Most fragmented datagrams remembered for attributing later fragments.
+    pub fragment_capacity: usize,
+    /// Most responder endpoints with their own handshake-RTT histogram.
+    pub rtt_services: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            table: FlowTableConfig::default(),
+            dedup_window_ns: 50_000_000,
+            dedup_capacity: 1 << 16,
+            fragment_capacity: 8192,
+            rtt_services: 512,
+        }
+    }
+}
+
+/// An interface as the capture described it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InterfaceInfo {
+    /// The capture's interface number (pcapng IDB index, live interface number).
+    pub capture_id: IfaceId,
+    /// Interface index from a Linux cooked v2 header, when frames carry one.
+    pub ifindex: Option<u32>,
+    pub link: u32,
+    pub name: Option<String>,
+}
+
+/// Per-interface counters.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct InterfaceStats {
+    pub info: Option<InterfaceInfo>,
+    pub packets: u64,
+    pub bytes: u64,
+    pub duplicates: u64,
+}
+
+/// Everything counted while ingesting.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Stats {
+    pub frames: u64,
+    pub bytes: u64,
+    pub first_ns: Option<TimestampNs>,
+    pub last_ns: Option<TimestampNs>,
+    /// Frames per link type name.
+    pub link_types: BTreeMap<String, u64>,
+    /// Frames that could not be decoded to an IP packet, per kind.
+    pub decode_errors: BTreeMap<&'static str, u64>,
+    pub duplicates_removed: u64,
+    /// Later fragments whose first fragment was not seen (kept in a port-less flow).
+    pub unattributed_fragments: u64,
+    /// Flows created, per protocol name (tunnel carrier flows included).
+    pub flows_by_proto: BTreeMap<String, u64>,
+    pub tunnelled_packets: u64,
+    pub table: TableCounters,
+    /// Interfaces in the order first seen.
+    pub interfaces: Vec<InterfaceStats>,
+}
+
+/// Handshake round-trip times, overall and per responder endpoint (bounded).
+#[derive(Debug)]
+pub struct RttStats {
+    pub overall: Histogram<u32>,
+    pub by_service: HashMap<Endpoint, Histogram<u32>>,
+    limit: usize,
+    pub services_not_tracked: u64,
+}
+
+impl RttStats {
+    fn new(limit: usize) -> RttStats {
+        RttStats {
+            overall: new_rtt_histogram(),
+            by_service: HashMap::new(),
+            limit,
+            services_not_tracked: 0,
+        }
+    }
+
+    fn record(&mut self, service: Endpoint, rtt_ns: u64) {
+        let micros = (rtt_ns / 1_000).clamp(1, RTT_MAX_MICROS);
+        let _ = self.overall.record(micros);
+        if !self.by_service.contains_key(&service) && self.by_service.len() >= self.limit {
+            self.services_not_tracked += 1;
+            return;
+        }
+        let _ = self
+            .by_service
+            .entry(service)
+            .or_insert_with(new_rtt_histogram)
+            .record(micros);
+    }
+}
+
+const RTT_MAX_MICROS: u64 = 60_000_000;
+
+fn new_rtt_histogram() -> Histogram<u32> {
+    // Microseconds, 1 µs … 60 s, two significant digits: a few KiB per histogram.
+    Histogram::new_with_bounds(1, RTT_MAX_MICROS, 2)
+        .unwrap_or_else(|_| Histogram::new(2).unwrap_or_else(|_| unreachable!()))
+}
+
+pub struct Engine {
+    config: EngineConfig,
+    table: FlowTable,
+    dedup: Deduplicator,
+    fragments: FragmentTracker,
+    stats: Stats,
+    rtt: RttStats,
+    /// (capture interface, SLL2 ifindex) → index into `stats.interfaces`.
+    iface_index: HashMap<(IfaceId, Option<u32>), u32>,
+    last_iface: Option<((IfaceId, Option<u32>), u32)>,
+    declared: Vec<InterfaceInfo>,
+    dedup_enabled: bool,
+}
+
+impl Engine {
+    pub fn new(config: EngineConfig) -> Engine {
+        Engine {
+            config,
+            table: FlowTable::new(config.table),
+            dedup: Deduplicator::new(config.dedup_window_ns, config.dedup_capacity),
+            fragments: FragmentTracker::new(config.fragment_capacity, 30_000_000_000),
+            stats: Stats::default(),
+            rtt: RttStats::new(config.rtt_services),
+            iface_index: HashMap::new(),
+            last_iface: None,
+            declared: Vec::new(),
+            dedup_enabled: false,
+        }
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Declares an interface the capture described. With more than one, de-duplication is on.
+    pub fn add_interface(&mut self, info: InterfaceInfo) {
+        if !self
+            .declared
+            .iter()
+            .any(|d| d.capture_id == info.capture_id)
+        {
+            self.declared.push(info);
+        }
+        if self.declared.len() > 1 {
+            self.dedup_enabled = true;
+        }
+    }
+
+    /// Ingests one frame.
+    pub fn ingest(&mut self, frame: &RawFrame<'_>) {
+        let stats = &mut self.stats;
+        stats.frames += 1;
+        stats.bytes += u64::from(frame.orig_len);
+        stats.first_ns = Some(stats.first_ns.map_or(frame.ts_ns, |t| t.min(frame.ts_ns)));
+        stats.last_ns = Some(stats.last_ns.map_or(frame.ts_ns, |t| t.max(frame.ts_ns)));
+        self.table.advance(frame.ts_ns);
+
+        let decoded = decode::decode(frame.link, frame.data);
+        let ifindex = decoded.as_ref().ok().and_then(|d| d.sll2_ifindex);
+        let iface = self.interface(frame, ifindex);
+        if frame.link == linktype::LINUX_SLL2 {
+            self.dedup_enabled = true;
+        }
+        let entry = &mut self.stats.interfaces[iface as usize];
+        entry.packets += 1;
+        entry.bytes += u64::from(frame.orig_len);
+
+        let decoded = match decoded {
+            Ok(d) => d,
+            Err(error) => {
+                self.count_link(frame.link);
+                *self.stats.decode_errors.entry(error.as_str()).or_default() += 1;
+                return;
+            }
+        };
+        self.count_link(frame.link);
+        let bit = iface_bit(iface);
+        if self.dedup_enabled
+            && self.dedup.check(frame.ts_ns, bit, decoded.l3) == DedupVerdict::Duplicate
+        {
+            self.stats.duplicates_removed += 1;
+            self.stats.interfaces[iface as usize].duplicates += 1;
+            if let Some(key) = self.inner_key(&decoded, frame.ts_ns) {
+                if let Some(flow) = self.table.get_mut(&key.0) {
+                    flow.ifaces |= bit;
+                }
+            }
+            return;
+        }
+        if let Some(outer) = decoded.outer {
+            self.stats.tunnelled_packets += 1;
+            let (key, from_a) = key_of(&outer, outer.src_port, outer.dst_port, true);
+            let (flow, _) = self
+                .table
+                .packet(key, from_a, frame.ts_ns, frame.orig_len, outer.tcp);
+            flow.ifaces |= bit;
+            flow.tunnel = decoded.tunnel;
+        }
+        let Some((key, from_a)) = self.inner_key(&decoded, frame.ts_ns) else {
+            return;
+        };
+        let created_before = self.table.counters.created;
+        let (flow, _fwd) =
+            self.table
+                .packet(key, from_a, frame.ts_ns, frame.orig_len, decoded.inner.tcp);
+        flow.ifaces |= bit;
+        if flow.tunnel.is_none() {
+            flow.tunnel = decoded.tunnel;
+        }
+        let new_rtt = flow.tcp.as_mut().and_then(|t| t.take_new_rtt());
+        let service = flow.dst();
+        if let Some(rtt) = new_rtt {
+            self.rtt.record(service, rtt);
+        }
+        if self.table.counters.created != created_before {
+            *self
+                .stats
+                .flows_by_proto
+                .entry(ipproto::name(key.proto).into_owned())
+                .or_default() += 1;
+        }
+    }
+
+    /// The inner packet's flow key, resolving later fragments through the fragment tracker.
+    fn inner_key(&mut self, decoded: &Decoded<'_>, ts: TimestampNs) -> Option<(FlowKey, bool)> {
+        let inner = &decoded.inner;
+        let (sport, dport) = match inner.fragment {
+            Fragment::None => (inner.src_port, inner.dst_port),
+            Fragment::First { id } => {
+                self.fragments.first(
+                    inner.src,
+                    inner.dst,
+                    inner.proto,
+                    id,
+                    (inner.src_port, inner.dst_port),
+                    ts,
+                );
+                (inner.src_port, inner.dst_port)
+            }
+            Fragment::Later { id } => {
+                match self
+                    .fragments
+                    .later(inner.src, inner.dst, inner.proto, id, ts)
+                {
+                    Some(ports) => ports,
+                    None => {
+                        self.stats.unattributed_fragments += 1;
+                        (0, 0)
+                    }
+                }
+            }
+        };
+        Some(key_of(inner, sport, dport, false))
+    }
+
+    fn count_link(&mut self, link: u32) {
+        // Cheap for the common case: one link type in the whole capture.
+        if let Some(count) = self.stats.link_types.get_mut(linktype_name_static(link)) {
+            *count += 1;
+        } else {
+            *self
+                .stats
+                .link_types
+                .entry(linktype::name(link))
+                .or_default() += 1;
+        }
+    }
+
+    fn interface(&mut self, frame: &RawFrame<'_>, ifindex: Option<u32>) -> u32 {
+        let id = (frame.iface, ifindex);
+        if let Some((last, index)) = self.last_iface {
+            if last == id {
+                return index;
+            }
+        }
+        let next = self.stats.interfaces.len() as u32;
+        let index = *self.iface_index.entry(id).or_insert(next);
+        if index == next {
+            let declared = self
+                .declared
+                .iter()
+                .find(|d| d.capture_id == frame.iface)
+                .cloned();
+            let info = InterfaceInfo {
+                capture_id: frame.iface,
+                ifindex,
+                link: frame.link,
+                name: declared.and_then(|d| d.name),
+            };
+            self.stats.interfaces.push(InterfaceStats {
+                info: Some(info),
+                ..InterfaceStats::default()
+            });
+        }
+        self.last_iface = Some((id, index));
+        index
+    }
+
+    /// Moves packet time forward without a packet (live captures' idle periods).
+    pub fn tick(&mut self, now_ns: TimestampNs) {
+        self.table.advance(now_ns);
+    }
+
+    /// Flows that ended since the last call.
+    pub fn drain_finished(&mut self) -> Vec<Flow> {
+        self.table.drain_finished().collect()
+    }
+
+    /// Ends the input: all live flows become finished (ordered by first packet).
+    pub fn finish(&mut self) {
+        self.table.finish();
+    }
+
+    pub fn stats(&self) -> Stats {
+        let mut stats = self.stats.clone();
+        stats.table = self.table.counters;
+        stats
+    }
+
+    pub fn rtt(&self) -> &RttStats {
+        &self.rtt
+    }
+
+    pub fn live_flows(&self) -> impl Iterator<Item = &Flow> {
+        self.table.iter()
+    }
+
+    pub fn live_count(&self) -> usize {
+        self.table.live()
+    }
+}
+
+fn key_of(packet: &Packet<'_>, sport: u16, dport: u16, outer: bool) -> (FlowKey, bool) {
+    let (sport, dport) = match packet.proto {
+        ipproto::TCP | ipproto::UDP | ipproto::SCTP => (sport, dport),
+        _ => (0, 0),
+    };
+    FlowKey::from_packet(
+        packet.proto,
+        Endpoint {
+            addr: packet.src,
+            port: sport,
+        },
+        Endpoint {
+            addr: packet.dst,
+            port: dport,
+        },
+        outer,
+    )
+}
+
+fn linktype_name_static(link: u32) -> &'static str {
+    match link {
+        linktype::ETHERNET => "ethernet",
+        linktype::LINUX_SLL => "linux_sll",
+        linktype::LINUX_SLL2 => "linux_sll2",
+        linktype::RAW => "raw",
+        _ => "",
+    }
+}
+
+/// Every decode error kind, for reports that list zero counts too.
+pub fn decode_error_kinds() -> impl Iterator<Item = &'static str> {
+    DecodeError::ALL.iter().map(|e| e.as_str())
+}

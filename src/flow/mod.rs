@@ -1,0 +1,181 @@
+//! Bidirectional flows: the canonical key, per-flow counters and TCP state.
+//!
+//! A [`FlowKey`] is symmetric: both directions of a conversation map to the same key,
+//! ordered as tshark's oracle orders endpoints (address bytes, then port). The initiator
+//! is recorded separately on the [`Flow`]. Everything here is pure and allocation-free
+//! per packet.
+
+mod dedup;
+mod frag;
+mod table;
+mod tcp;
+
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+pub use dedup::{DedupVerdict, Deduplicator};
+pub use frag::FragmentTracker;
+pub use table::{FlowTable, FlowTableConfig, TableCounters};
+pub use tcp::{TcpState, TcpTracker};
+
+use crate::decode::TunnelKind;
+use crate::frame::{IfaceId, TimestampNs};
+
+/// One side of a flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct Endpoint {
+    pub addr: IpAddr,
+    pub port: u16,
+}
+
+impl Endpoint {
+    /// Sort key matching the oracle: network-order address bytes, then port.
+    fn order_key(&self) -> ([u8; 16], u8, u16) {
+        match self.addr {
+            IpAddr::V4(v4) => {
+                let mut bytes = [0u8; 16];
+                bytes[..4].copy_from_slice(&v4.octets());
+                (bytes, 4, self.port)
+            }
+            IpAddr::V6(v6) => (v6.octets(), 16, self.port),
+        }
+    }
+}
+
+/// Symmetric flow identity: protocol plus the two endpoints in canonical order (`a` ≤ `b`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowKey {
+    pub proto: u8,
+    pub a: Endpoint,
+    pub b: Endpoint,
+    /// True for a tunnel's carrier (node-to-node) flow, so it never merges with a pod flow.
+    pub outer: bool,
+}
+
+impl FlowKey {
+    /// Builds the canonical key for a packet from `src` to `dst`; the flag says whether the
+    /// packet travels from `a` to `b`.
+    pub fn from_packet(proto: u8, src: Endpoint, dst: Endpoint, outer: bool) -> (FlowKey, bool) {
+        if src.order_key() <= dst.order_key() {
+            (
+                FlowKey {
+                    proto,
+                    a: src,
+                    b: dst,
+                    outer,
+                },
+                true,
+            )
+        } else {
+            (
+                FlowKey {
+                    proto,
+                    a: dst,
+                    b: src,
+                    outer,
+                },
+                false,
+            )
+        }
+    }
+}
+
+/// Packets and bytes in one direction. Bytes are original frame lengths, as Wireshark counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct DirCounters {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// Why a flow left the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    /// Still in the table when the input ended.
+    Active,
+    /// No packet for longer than the idle timeout.
+    Idle,
+    /// Pushed out because the table was full.
+    Evicted,
+    /// A new connection reused the 5-tuple after this one closed.
+    Reused,
+}
+
+/// A bidirectional conversation.
+#[derive(Debug, Clone)]
+pub struct Flow {
+    pub key: FlowKey,
+    /// Monotonic creation number: a deterministic tie-breaker and stable handle.
+    pub serial: u64,
+    /// True when endpoint `a` of the key initiated the flow.
+    pub initiator_is_a: bool,
+    pub first_ns: TimestampNs,
+    pub last_ns: TimestampNs,
+    /// Initiator → responder.
+    pub fwd: DirCounters,
+    /// Responder → initiator.
+    pub rev: DirCounters,
+    pub tcp: Option<TcpTracker>,
+    pub tunnel: Option<TunnelKind>,
+    /// Bit i set: seen on interface i (interfaces ≥ 63 share bit 63).
+    pub ifaces: u64,
+    pub end: EndReason,
+}
+
+impl Flow {
+    pub fn new(key: FlowKey, serial: u64, initiator_is_a: bool, ts: TimestampNs) -> Flow {
+        Flow {
+            key,
+            serial,
+            initiator_is_a,
+            first_ns: ts,
+            last_ns: ts,
+            fwd: DirCounters::default(),
+            rev: DirCounters::default(),
+            tcp: None,
+            tunnel: None,
+            ifaces: 0,
+            end: EndReason::Active,
+        }
+    }
+
+    /// The initiator's endpoint.
+    pub fn src(&self) -> Endpoint {
+        if self.initiator_is_a {
+            self.key.a
+        } else {
+            self.key.b
+        }
+    }
+
+    /// The responder's endpoint.
+    pub fn dst(&self) -> Endpoint {
+        if self.initiator_is_a {
+            self.key.b
+        } else {
+            self.key.a
+        }
+    }
+
+    pub fn packets(&self) -> u64 {
+        self.fwd.packets + self.rev.packets
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.fwd.bytes + self.rev.bytes
+    }
+
+    /// Interface numbers the flow was seen on.
+    pub fn iface_list(&self) -> Vec<IfaceId> {
+        (0..64).filter(|i| self.ifaces & (1u64 << i) != 0).collect()
+    }
+}
+
+/// Bit for an interface in [`Flow::ifaces`].
+pub fn iface_bit(iface: IfaceId) -> u64 {
+    1u64 << iface.min(63)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,249 @@
+//! The bounded flow table: lookup, creation, idle expiry, eviction and port reuse.
+//!
+//! Guarantees: at most `capacity` flows are live; when full, the least recently seen
+//! sixteenth is evicted at once (amortised O(1) per insert). Flows leave the table only into
+//! the `finished` queue, so every packet is reported in exactly one flow record; the counters
+//! say how many flows left by idle expiry, eviction or port reuse. Which flows expire or are
+//! evicted depends only on packet timestamps, never on hash order, so output is deterministic.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use super::{EndReason, Flow, FlowKey, TcpTracker};
+use crate::decode::{TcpMeta, ipproto};
+use crate::frame::TimestampNs;
+
+const SECOND: u64 = 1_000_000_000;
+
+/// Limits and timeouts of the flow table.
+#[derive(Debug, Clone, Copy)]
+pub struct FlowTableConfig {
+    /// Most flows kept live at once.
+    pub capacity: usize,
+    /// Idle timeout for open TCP connections.
+    pub tcp_idle_ns: u64,
+    /// Idle timeout for TCP connections that closed or were reset.
+    pub tcp_closed_idle_ns: u64,
+    /// Idle timeout for UDP, ICMP and other flows.
+    pub other_idle_ns: u64,
+    /// How often (in packet time) idle flows are swept out.
+    pub sweep_interval_ns: u64,
+}
+
+impl Default for FlowTableConfig {
+    fn default() -> Self {
+        FlowTableConfig {
+            capacity: 1 << 20,
+            tcp_idle_ns: 300 * SECOND,
+            tcp_closed_idle_ns: 30 * SECOND,
+            other_idle_ns: 60 * SECOND,
+            sweep_interval_ns: SECOND,
+        }
+    }
+}
+
+/// What happened to flows over the table's life.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct TableCounters {
+    pub created: u64,
+    pub expired: u64,
+    pub evicted: u64,
+    pub reused: u64,
+    pub peak_live: u64,
+}
+
+type FlowMap = HashMap<FlowKey, Flow, foldhash::fast::RandomState>;
+
+#[derive(Debug)]
+pub struct FlowTable {
+    config: FlowTableConfig,
+    flows: FlowMap,
+    finished: Vec<Flow>,
+    next_serial: u64,
+    now_ns: TimestampNs,
+    next_sweep_ns: TimestampNs,
+    pub counters: TableCounters,
+}
+
+impl FlowTable {
+    pub fn new(config: FlowTableConfig) -> FlowTable {
+        FlowTable {
+            config: FlowTableConfig {
+                capacity: config.capacity.max(1),
+                ..config
+            },
+            flows: FlowMap::default(),
+            finished: Vec::new(),
+            next_serial: 0,
+            now_ns: 0,
+            next_sweep_ns: 0,
+            counters: TableCounters::default(),
+        }
+    }
+
+    pub fn config(&self) -> &FlowTableConfig {
+        &self.config
+    }
+
+    /// Accounts one packet and returns its flow plus whether it travelled initiator → responder.
+    #[allow(clippy::too_many_arguments)]
+    pub fn packet(
+        &mut self,
+        key: FlowKey,
+        from_a: bool,
+        ts: TimestampNs,
+        wire_len: u32,
+        tcp: Option<TcpMeta>,
+    ) -> (&mut Flow, bool) {
+        self.advance(ts);
+        let fresh_syn = tcp.is_some_and(|t| t.has(TcpMeta::SYN) && !t.has(TcpMeta::ACK));
+        let reuse = fresh_syn
+            && self
+                .flows
+                .get(&key)
+                .and_then(|f| f.tcp.as_ref())
+                .is_some_and(TcpTracker::is_finished);
+        if reuse {
+            if let Some(mut old) = self.flows.remove(&key) {
+                old.end = EndReason::Reused;
+                self.counters.reused += 1;
+                self.finished.push(old);
+            }
+        }
+        if !self.flows.contains_key(&key) {
+            if self.flows.len() >= self.config.capacity {
+                self.evict_oldest();
+            }
+            self.counters.peak_live = self.counters.peak_live.max(self.flows.len() as u64 + 1);
+        }
+        let serial = self.next_serial;
+        let mut created = false;
+        let flow = self.flows.entry(key).or_insert_with(|| {
+            created = true;
+            // Initiator: the SYN sender; for a SYN-ACK first, its receiver; else the sender.
+            let sender_initiates = !tcp.is_some_and(|t| t.has(TcpMeta::SYN) && t.has(TcpMeta::ACK));
+            let initiator_is_a = from_a == sender_initiates;
+            let mut flow = Flow::new(key, serial, initiator_is_a, ts);
+            if key.proto == ipproto::TCP {
+                flow.tcp = tcp.map(|t| TcpTracker::new(t, ts));
+            }
+            flow
+        });
+        let fwd = from_a == flow.initiator_is_a;
+        if created {
+            self.next_serial += 1;
+            self.counters.created += 1;
+        } else if let Some(meta) = tcp {
+            match flow.tcp.as_mut() {
+                Some(tracker) => tracker.update(fwd, meta, ts),
+                None if key.proto == ipproto::TCP => flow.tcp = Some(TcpTracker::new(meta, ts)),
+                None => {}
+            }
+        }
+        let counters = if fwd { &mut flow.fwd } else { &mut flow.rev };
+        counters.packets += 1;
+        counters.bytes += u64::from(wire_len);
+        flow.last_ns = flow.last_ns.max(ts);
+        (flow, fwd)
+    }
+
+    /// Looks up a live flow.
+    pub fn get_mut(&mut self, key: &FlowKey) -> Option<&mut Flow> {
+        self.flows.get_mut(key)
+    }
+
+    /// Moves packet time forward (monotonic) and sweeps idle flows when due.
+    pub fn advance(&mut self, ts: TimestampNs) {
+        if ts > self.now_ns {
+            self.now_ns = ts;
+        }
+        if self.now_ns >= self.next_sweep_ns {
+            if self.next_sweep_ns != 0 {
+                self.sweep();
+            }
+            self.next_sweep_ns = self.now_ns.saturating_add(self.config.sweep_interval_ns);
+        }
+    }
+
+    fn idle_limit(&self, flow: &Flow) -> u64 {
+        match &flow.tcp {
+            Some(t) if t.is_finished() => self.config.tcp_closed_idle_ns,
+            Some(_) => self.config.tcp_idle_ns,
+            None if flow.key.proto == ipproto::TCP => self.config.tcp_idle_ns,
+            None => self.config.other_idle_ns,
+        }
+    }
+
+    fn sweep(&mut self) {
+        let now = self.now_ns;
+        let expired: Vec<FlowKey> = self
+            .flows
+            .values()
+            .filter(|f| now.saturating_sub(f.last_ns) > self.idle_limit(f))
+            .map(|f| f.key)
+            .collect();
+        self.retire(expired, EndReason::Idle);
+    }
+
+    fn evict_oldest(&mut self) {
+        let batch = (self.config.capacity / 16).max(1);
+        let mut ages: Vec<(TimestampNs, u64, FlowKey)> = self
+            .flows
+            .values()
+            .map(|f| (f.last_ns, f.serial, f.key))
+            .collect();
+        if ages.len() > batch {
+            ages.select_nth_unstable(batch - 1);
+            ages.truncate(batch);
+        }
+        self.retire(
+            ages.into_iter().map(|(_, _, k)| k).collect(),
+            EndReason::Evicted,
+        );
+    }
+
+    /// Moves flows to the finished queue in a deterministic order (last seen, then serial).
+    fn retire(&mut self, keys: Vec<FlowKey>, reason: EndReason) {
+        let mut retired: Vec<Flow> = keys
+            .iter()
+            .filter_map(|k| self.flows.remove(k))
+            .map(|mut f| {
+                f.end = reason;
+                f
+            })
+            .collect();
+        retired.sort_by_key(|f| (f.last_ns, f.serial));
+        match reason {
+            EndReason::Idle => self.counters.expired += retired.len() as u64,
+            EndReason::Evicted => self.counters.evicted += retired.len() as u64,
+            _ => {}
+        }
+        self.finished.extend(retired);
+    }
+
+    /// Flows that left the table since the last call, in the order they left.
+    pub fn drain_finished(&mut self) -> std::vec::Drain<'_, Flow> {
+        self.finished.drain(..)
+    }
+
+    /// Ends the input: every live flow moves to the finished queue, ordered by first packet.
+    pub fn finish(&mut self) {
+        let mut rest: Vec<Flow> = self.flows.drain().map(|(_, f)| f).collect();
+        rest.sort_by_key(|f| (f.first_ns, f.serial));
+        self.finished.extend(rest);
+    }
+
+    pub fn live(&self) -> usize {
+        self.flows.len()
+    }
+
+    /// Live flows (unordered).
+    pub fn iter(&self) -> impl Iterator<Item = &Flow> {
+        self.flows.values()
+    }
+
+    pub fn now_ns(&self) -> TimestampNs {
+        self.now_ns
+    }
+}
