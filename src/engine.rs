@@ -225,6 +225,9 @@ impl Engine {
             flow.ifaces |= bit;
             flow.tunnel = decoded.tunnel;
         }
+        if decoded.carrier_only {
+            return;
+        }
         let Some((key, from_a)) = self.inner_key(&decoded, frame.ts_ns) else {
             return;
         };

@@ -206,7 +206,8 @@ pub fn read_stream(
                 match block {
                     PcapBlockOwned::LegacyHeader(header) => {
                         summary.format = Some(CaptureFormat::Pcap);
-                        legacy_link = header.network.0 as u32;
+                        // The upper bits carry FCS information (libpcap's LT_LINKTYPE mask).
+                        legacy_link = header.network.0 as u32 & 0x03ff_ffff;
                         legacy_nanos = header.is_nanosecond_precision();
                         total_ifaces = 1;
                         on_event(CaptureEvent::Interface(InterfaceInfo {

@@ -10,7 +10,14 @@ pub const ETHERTYPE_IPV6: u16 = 0x86dd;
 const ETHERTYPE_VLAN: u16 = 0x8100;
 const ETHERTYPE_QINQ: u16 = 0x88a8;
 const ETHERTYPE_QINQ_OLD: u16 = 0x9100;
-const ETHERTYPE_MPLS: u16 = 0x8847;
+pub const ETHERTYPE_MPLS: u16 = 0x8847;
+const ETHERTYPE_ETAG: u16 = 0x893f;
+pub const ETHERTYPE_NSH: u16 = 0x894f;
+const ETHERTYPE_WCCP: u16 = 0x883e;
+/// LINKTYPE_PKTAP (Apple), and the USER2 number Darwin used before it was assigned.
+pub const PKTAP: u32 = 258;
+pub const PKTAP_USER2: u32 = 149;
+pub const NFLOG: u32 = 239;
 const ETHERTYPE_MPLS_MC: u16 = 0x8848;
 const ETHERTYPE_PPPOE_SESSION: u16 = 0x8864;
 pub const ETHERTYPE_TEB: u16 = 0x6558;
@@ -24,7 +31,11 @@ pub(crate) fn ethernet<'a>(data: &'a [u8], ctx: &mut Ctx<'a>) -> Result<(), Deco
     ethernet_at_depth(data, 0, ctx)
 }
 
-fn ethernet_at_depth<'a>(data: &'a [u8], depth: u8, ctx: &mut Ctx<'a>) -> Result<(), DecodeError> {
+pub(crate) fn ethernet_at_depth<'a>(
+    data: &'a [u8],
+    depth: u8,
+    ctx: &mut Ctx<'a>,
+) -> Result<(), DecodeError> {
     let mut ethertype = be16(data, 12).ok_or(DecodeError::LinkTruncated)?;
     let mut offset = 14;
     let mut tags = 0;
@@ -64,6 +75,16 @@ pub(crate) fn ethertype_payload<'a>(
         ETHERTYPE_MPLS | ETHERTYPE_MPLS_MC => mpls(data, depth, ctx),
         ETHERTYPE_PPPOE_SESSION => pppoe_session(data, ctx),
         ETHERTYPE_TEB => ethernet_at_depth(data, depth, ctx),
+        ETHERTYPE_ETAG => {
+            // 802.1BR E-Tag: 6 bytes, then the real ethertype.
+            let inner = be16(data, 6).ok_or(DecodeError::LinkTruncated)?;
+            ethertype_payload(inner, data.get(8..).unwrap_or(&[]), depth, ctx)
+        }
+        ETHERTYPE_NSH => nsh(data, depth, ctx),
+        ETHERTYPE_WCCP => {
+            // WCCP redirect header (4 bytes), then the redirected IP packet.
+            net::ip(data.get(4..).unwrap_or(&[]), depth, ctx)
+        }
         ETHERTYPE_VLAN | ETHERTYPE_QINQ | ETHERTYPE_QINQ_OLD => {
             let inner = be16(data, 2).ok_or(DecodeError::LinkTruncated)?;
             ethertype_payload(inner, data.get(4..).unwrap_or(&[]), depth, ctx)
@@ -172,8 +193,8 @@ fn ppp_protocol<'a>(data: &'a [u8], ctx: &mut Ctx<'a>) -> Result<(), DecodeError
         (be16(data, 0).ok_or(DecodeError::LinkTruncated)?, 2)
     };
     match protocol {
-        0x0021 => net::ip(&data[offset..], 0, ctx),
-        0x0057 => net::ip(&data[offset..], 0, ctx),
+        0x0021 | 0x0057 => net::ip(&data[offset..], 0, ctx),
+        0x0281 | 0x0283 => mpls(&data[offset..], 0, ctx),
         _ => Err(DecodeError::NotIp),
     }
 }
@@ -246,4 +267,52 @@ pub(crate) fn ieee80211<'a>(
     } else {
         Err(DecodeError::NotIp)
     }
+}
+
+/// Network Service Header (RFC 8300): length in 4-byte words, next protocol 1/2/3.
+pub(crate) fn nsh<'a>(data: &'a [u8], depth: u8, ctx: &mut Ctx<'a>) -> Result<(), DecodeError> {
+    let header = data.get(..4).ok_or(DecodeError::LinkTruncated)?;
+    let len = usize::from(header[1] & 0x3f) * 4;
+    let rest = data.get(len..).ok_or(DecodeError::LinkTruncated)?;
+    if ctx.tunnel.is_none() {
+        ctx.tunnel = Some(TunnelKind::Nsh);
+    }
+    match header[3] {
+        1 | 2 => super::net::ip(rest, depth, ctx),
+        3 => ethernet_at_depth(rest, depth, ctx),
+        _ => Err(DecodeError::NotIp),
+    }
+}
+
+/// Apple PKTAP: a little-endian header length and the DLT of what follows.
+pub(crate) fn pktap<'a>(data: &'a [u8], ctx: &mut Ctx<'a>) -> Result<(), DecodeError> {
+    let header = data.get(..8).ok_or(DecodeError::LinkTruncated)?;
+    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+    let dlt = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+    let inner = data.get(len..).ok_or(DecodeError::LinkTruncated)?;
+    match dlt {
+        1 => ethernet(inner, ctx),
+        0 => null(inner, false, ctx),
+        12 | 14 | 101 => super::net::ip(inner, 0, ctx),
+        _ => Err(DecodeError::UnsupportedLinkType),
+    }
+}
+
+/// Linux NFLOG: a 4-byte header, then TLVs; type 9 (NFULA_PAYLOAD) holds the IP packet.
+pub(crate) fn nflog<'a>(data: &'a [u8], ctx: &mut Ctx<'a>) -> Result<(), DecodeError> {
+    let mut offset = 4;
+    for _ in 0..64 {
+        let tlv = data.get(offset..offset + 4).ok_or(DecodeError::NotIp)?;
+        let len = usize::from(u16::from_le_bytes([tlv[0], tlv[1]]));
+        let kind = u16::from_le_bytes([tlv[2], tlv[3]]) & 0x7fff;
+        if len < 4 {
+            return Err(DecodeError::LinkTruncated);
+        }
+        if kind == 9 {
+            let end = (offset + len).min(data.len());
+            return super::net::ip(data.get(offset + 4..end).unwrap_or(&[]), 0, ctx);
+        }
+        offset += (len + 3) & !3;
+    }
+    Err(DecodeError::NotIp)
 }

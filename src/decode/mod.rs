@@ -34,6 +34,7 @@ pub mod ipproto {
     pub const GRE: u8 = 47;
     pub const ESP: u8 = 50;
     pub const ICMPV6: u8 = 58;
+    pub const PIM: u8 = 103;
     pub const SCTP: u8 = 132;
 
     /// The lowercase name used in output, or the number as a string.
@@ -70,6 +71,14 @@ pub enum TunnelKind {
     Erspan,
     Mpls,
     Pppoe,
+    Teredo,
+    L2tp,
+    /// IPsec ESP in UDP (NAT traversal): an encrypted node-to-node tunnel.
+    EspInUdp,
+    PimRegister,
+    Nsh,
+    VxlanGpe,
+    Lisp,
 }
 
 impl TunnelKind {
@@ -85,6 +94,13 @@ impl TunnelKind {
             TunnelKind::Erspan => "erspan",
             TunnelKind::Mpls => "mpls",
             TunnelKind::Pppoe => "pppoe",
+            TunnelKind::Teredo => "teredo",
+            TunnelKind::L2tp => "l2tp",
+            TunnelKind::EspInUdp => "esp-in-udp",
+            TunnelKind::PimRegister => "pim-register",
+            TunnelKind::Nsh => "nsh",
+            TunnelKind::VxlanGpe => "vxlan-gpe",
+            TunnelKind::Lisp => "lisp",
         }
     }
 }
@@ -149,6 +165,9 @@ pub struct Decoded<'a> {
     pub l3: &'a [u8],
     /// Interface index carried in a Linux cooked v2 header.
     pub sll2_ifindex: Option<u32>,
+    /// The tunnel payload was not IP (ARP in VXLAN, encrypted ESP…): the frame belongs to
+    /// the carrier flow `outer` alone and `inner` repeats it.
+    pub carrier_only: bool,
 }
 
 /// Why a frame could not be decoded to an IP packet. Counted, never fatal.
@@ -200,7 +219,10 @@ pub fn decode(link: u32, data: &[u8]) -> Result<Decoded<'_>, DecodeError> {
     match link {
         linktype::ETHERNET => link::ethernet(data, &mut ctx)?,
         linktype::RAW | linktype::RAW_BSD12 | linktype::RAW_BSD14 => net::ip(data, 0, &mut ctx)?,
-        linktype::IPV4 | linktype::IPV6 => net::ip(data, 0, &mut ctx)?,
+        // Like Wireshark, LINKTYPE_IPV4 dispatches on the version nibble; LINKTYPE_IPV6 must be v6.
+        linktype::IPV4 => net::ip(data, 0, &mut ctx)?,
+        linktype::IPV6 if data.first().map(|b| b >> 4) == Some(6) => net::ip(data, 0, &mut ctx)?,
+        linktype::IPV6 => return Err(DecodeError::BadIpHeader),
         linktype::NULL => link::null(data, false, &mut ctx)?,
         linktype::LOOP => link::null(data, true, &mut ctx)?,
         linktype::LINUX_SLL => link::sll(data, &mut ctx)?,
@@ -211,6 +233,8 @@ pub fn decode(link: u32, data: &[u8]) -> Result<Decoded<'_>, DecodeError> {
         linktype::IEEE802_11 => link::ieee80211(data, false, &mut ctx)?,
         linktype::IEEE802_11_RADIOTAP => link::radiotap(data, &mut ctx)?,
         link::PPI => link::ppi(data, &mut ctx)?,
+        link::PKTAP | link::PKTAP_USER2 => link::pktap(data, &mut ctx)?,
+        link::NFLOG => link::nflog(data, &mut ctx)?,
         _ => return Err(DecodeError::UnsupportedLinkType),
     }
     ctx.finish()
@@ -224,6 +248,7 @@ pub(crate) struct Ctx<'a> {
     tunnel: Option<TunnelKind>,
     l3: Option<&'a [u8]>,
     sll2_ifindex: Option<u32>,
+    carrier_only: bool,
 }
 
 impl<'a> Ctx<'a> {
@@ -243,6 +268,7 @@ impl<'a> Ctx<'a> {
             tunnel: self.tunnel,
             l3: self.l3.unwrap_or(&[]),
             sll2_ifindex: self.sll2_ifindex,
+            carrier_only: self.carrier_only,
         })
     }
 }

@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 
-use etherparse::{Ipv6ExtensionSlice, LaxIpSlice};
+use etherparse::LaxIpSlice;
 
 use super::link::{self, ETHERTYPE_ERSPAN2, ETHERTYPE_ERSPAN3, ETHERTYPE_TEB};
 use super::{
@@ -12,6 +12,44 @@ use super::{
 /// UDP ports that carry VXLAN (IANA's 4789 and the Linux/Flannel default 8472).
 pub const VXLAN_PORTS: [u16; 2] = [4789, 8472];
 pub const GENEVE_PORT: u16 = 6081;
+const TEREDO_PORT: u16 = 3544;
+const IPSEC_NAT_T_PORT: u16 = 4500;
+const L2TP_PORT: u16 = 1701;
+/// MPLS in UDP (RFC 7510).
+const MPLS_UDP_PORT: u16 = 6635;
+const VXLAN_GPE_PORT: u16 = 4790;
+const LISP_DATA_PORT: u16 = 4341;
+const LISP_CONTROL_PORT: u16 = 4342;
+
+/// L2TPv2 data message carrying PPP: returns the ethertype-equivalent and the IP packet.
+fn l2tp_ppp(payload: &[u8]) -> Option<(u16, &[u8])> {
+    let flags = *payload.first()?;
+    let version = payload.get(1)? & 0x0f;
+    if flags & 0x80 != 0 || version != 2 {
+        return None; // control message, or not L2TPv2
+    }
+    let mut offset = 2;
+    if flags & 0x40 != 0 {
+        offset += 2; // length
+    }
+    offset += 4; // tunnel id, session id
+    if flags & 0x08 != 0 {
+        offset += 4; // Ns, Nr
+    }
+    if flags & 0x02 != 0 {
+        let pad = usize::from(be16(payload, offset)?);
+        offset += 2 + pad;
+    }
+    let mut ppp = payload.get(offset..)?;
+    if ppp.len() >= 2 && ppp[0] == 0xff && ppp[1] == 0x03 {
+        ppp = &ppp[2..];
+    }
+    match be16(ppp, 0)? {
+        0x0021 => Some((link::ETHERTYPE_IPV4, &ppp[2..])),
+        0x0057 => Some((link::ETHERTYPE_IPV6, &ppp[2..])),
+        _ => None,
+    }
+}
 
 /// Decodes a bare IP packet (no link layer) the same way [`super::decode`] would.
 pub fn decode_ip(data: &[u8]) -> Result<super::Decoded<'_>, DecodeError> {
@@ -41,20 +79,7 @@ pub(crate) fn ip<'a>(data: &'a [u8], depth: u8, ctx: &mut Ctx<'a>) -> Result<(),
                 Fragment::None
             }
         }
-        LaxIpSlice::Ipv6(v6) => {
-            let mut fragment = Fragment::None;
-            for ext in v6.extensions().clone().into_iter() {
-                if let Ipv6ExtensionSlice::Fragment(frag) = ext {
-                    let id = frag.identification();
-                    if frag.fragment_offset().value() != 0 {
-                        fragment = Fragment::Later { id };
-                    } else if frag.more_fragments() {
-                        fragment = Fragment::First { id };
-                    }
-                }
-            }
-            fragment
-        }
+        LaxIpSlice::Ipv6(_) => ipv6_fragment(data),
     };
     let payload = slice.payload();
     let proto = payload.ip_number.0;
@@ -87,8 +112,24 @@ pub(crate) fn ip<'a>(data: &'a [u8], depth: u8, ctx: &mut Ctx<'a>) -> Result<(),
         ipproto::UDP => {
             let packet = udp(bare)?;
             ctx.inner = Some(packet);
-            if whole && depth < MAX_TUNNEL_DEPTH {
+            // Like Wireshark, only look inside datagrams whose UDP length is consistent
+            // (GSO/BIG TCP captures carry 0 or a wrapped length).
+            if whole && depth < MAX_TUNNEL_DEPTH && udp_length_ok(bytes, payload.incomplete) {
                 udp_tunnel(packet, depth, ctx);
+            }
+            Ok(())
+        }
+        ipproto::PIM if whole && depth < MAX_TUNNEL_DEPTH => {
+            ctx.inner = Some(bare);
+            // PIM Register (type 1) carries a whole multicast IP packet after 8 bytes.
+            if bytes.first().is_some_and(|b| b & 0x0f == 1) {
+                if let Some(inner) = bytes.get(8..) {
+                    let saved = (ctx.outer, ctx.tunnel);
+                    ctx.enter_tunnel(bare, TunnelKind::PimRegister);
+                    if ip(inner, depth + 1, ctx).is_err() {
+                        carrier_only(bare, TunnelKind::PimRegister, saved, ctx);
+                    }
+                }
             }
             Ok(())
         }
@@ -107,9 +148,7 @@ pub(crate) fn ip<'a>(data: &'a [u8], depth: u8, ctx: &mut Ctx<'a>) -> Result<(),
             let saved = (ctx.outer, ctx.tunnel);
             ctx.enter_tunnel(bare, kind);
             if ip(bytes, depth + 1, ctx).is_err() {
-                // Undecodable payload: the frame stays with the carrier flow.
-                ctx.inner = Some(bare);
-                (ctx.outer, ctx.tunnel) = saved;
+                carrier_only(bare, kind, saved, ctx);
             }
             Ok(())
         }
@@ -122,6 +161,16 @@ pub(crate) fn ip<'a>(data: &'a [u8], depth: u8, ctx: &mut Ctx<'a>) -> Result<(),
             ctx.inner = Some(bare);
             Ok(())
         }
+    }
+}
+
+fn udp_length_ok(datagram: &[u8], ip_payload_cut: bool) -> bool {
+    match be16(datagram, 4) {
+        Some(len) => {
+            let len = usize::from(len);
+            len >= 8 && (len == datagram.len() || (ip_payload_cut && len > datagram.len()))
+        }
+        None => false,
     }
 }
 
@@ -214,6 +263,68 @@ fn udp_tunnel<'a>(carrier: Packet<'a>, depth: u8, ctx: &mut Ctx<'a>) {
                 }
                 _ => return,
             }
+        } else if is_port(TEREDO_PORT) {
+            // Teredo: optional authentication (0x0001) and origin (0x0000) headers, then IPv6.
+            let mut rest = payload;
+            if rest.len() >= 4 && rest[0] == 0 && rest[1] == 1 {
+                let skip = 13 + usize::from(rest[2]) + usize::from(rest[3]);
+                rest = rest.get(skip..).unwrap_or(&[]);
+            }
+            if rest.len() >= 8 && rest[0] == 0 && rest[1] == 0 {
+                rest = &rest[8..];
+            }
+            if rest.first().map(|b| b >> 4) != Some(6) || rest.len() < 40 {
+                return;
+            }
+            (TunnelKind::Teredo, Some((link::ETHERTYPE_IPV6, rest)))
+        } else if is_port(IPSEC_NAT_T_PORT) {
+            // ESP in UDP (RFC 3948): a zero "non-ESP marker" means IKE; 0xff is a keepalive.
+            // Both belong to the node-to-node IPsec tunnel, so the datagram is the carrier's.
+            let saved = (ctx.outer, ctx.tunnel);
+            carrier_only(carrier, TunnelKind::EspInUdp, saved, ctx);
+            return;
+        } else if is_port(L2TP_PORT) {
+            match l2tp_ppp(payload) {
+                Some((ethertype, rest)) => (TunnelKind::L2tp, Some((ethertype, rest))),
+                None => {
+                    // Control messages and non-IP PPP belong to the tunnel itself.
+                    if payload.get(1).is_some_and(|v| v & 0x0f == 2) {
+                        let saved = (ctx.outer, ctx.tunnel);
+                        carrier_only(carrier, TunnelKind::L2tp, saved, ctx);
+                    }
+                    return;
+                }
+            }
+        } else if is_port(VXLAN_GPE_PORT) {
+            // VXLAN-GPE: next protocol in byte 3 (1 IPv4, 2 IPv6, 3 Ethernet, 4 NSH).
+            match payload.get(..8) {
+                Some(h) => {
+                    let ethertype = match h[3] {
+                        1 => link::ETHERTYPE_IPV4,
+                        2 => link::ETHERTYPE_IPV6,
+                        3 => ETHERTYPE_TEB,
+                        4 => link::ETHERTYPE_NSH,
+                        _ => return,
+                    };
+                    (TunnelKind::VxlanGpe, Some((ethertype, &payload[8..])))
+                }
+                None => return,
+            }
+        } else if carrier.dst_port == LISP_DATA_PORT {
+            match payload.get(8..) {
+                Some(rest) => match rest.first().map(|b| b >> 4) {
+                    Some(4) => (TunnelKind::Lisp, Some((link::ETHERTYPE_IPV4, rest))),
+                    Some(6) => (TunnelKind::Lisp, Some((link::ETHERTYPE_IPV6, rest))),
+                    _ => return,
+                },
+                None => return,
+            }
+        } else if is_port(LISP_CONTROL_PORT) {
+            let saved = (ctx.outer, ctx.tunnel);
+            carrier_only(carrier, TunnelKind::Lisp, saved, ctx);
+            return;
+        } else if is_port(MPLS_UDP_PORT) {
+            (TunnelKind::Mpls, Some((link::ETHERTYPE_MPLS, payload)))
         } else {
             return;
         };
@@ -235,8 +346,24 @@ fn try_tunnel<'a>(
     let saved = (ctx.outer, ctx.tunnel);
     ctx.enter_tunnel(carrier, kind);
     if link::ethertype_payload(ethertype, bytes, depth + 1, ctx).is_err() {
-        ctx.inner = Some(carrier);
-        (ctx.outer, ctx.tunnel) = saved;
+        carrier_only(carrier, kind, saved, ctx);
+    }
+}
+
+/// A tunnel whose payload is not IP (ARP, encrypted ESP, …): the frame belongs to the
+/// carrier flow alone, which is marked as the tunnel's outer flow.
+fn carrier_only<'a>(
+    carrier: Packet<'a>,
+    kind: TunnelKind,
+    saved: (Option<Packet<'a>>, Option<TunnelKind>),
+    ctx: &mut Ctx<'a>,
+) {
+    ctx.inner = Some(carrier);
+    (ctx.outer, ctx.tunnel) = saved;
+    if ctx.outer.is_none() {
+        ctx.outer = Some(carrier);
+        ctx.tunnel = Some(kind);
+        ctx.carrier_only = true;
     }
 }
 
@@ -279,4 +406,45 @@ fn gre<'a>(carrier: Packet<'a>, depth: u8, ctx: &mut Ctx<'a>) {
         other => (TunnelKind::Gre, other),
     };
     try_tunnel(carrier, kind, ethertype, rest, depth, ctx);
+}
+
+/// Fragment state from an IPv6 extension chain, walked by hand over the raw bytes.
+///
+/// (etherparse's extension iterator trusts lengths a lax parse did not validate, so it is
+/// not used on untrusted input.)
+fn ipv6_fragment(data: &[u8]) -> Fragment {
+    const HOP_BY_HOP: u8 = 0;
+    const ROUTING: u8 = 43;
+    const FRAGMENT: u8 = 44;
+    const AUTH: u8 = 51;
+    const DEST_OPTS: u8 = 60;
+    let Some(&first) = data.get(6) else {
+        return Fragment::None;
+    };
+    let mut next = first;
+    let mut offset = 40;
+    for _ in 0..16 {
+        let Some(header) = data.get(offset..offset + 8) else {
+            return Fragment::None;
+        };
+        match next {
+            FRAGMENT => {
+                let frag_offset = u16::from_be_bytes([header[2], header[3]]) >> 3;
+                let more = header[3] & 0x01 != 0;
+                let id = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
+                return if frag_offset != 0 {
+                    Fragment::Later { id }
+                } else if more {
+                    Fragment::First { id }
+                } else {
+                    Fragment::None
+                };
+            }
+            HOP_BY_HOP | ROUTING | DEST_OPTS => offset += (usize::from(header[1]) + 1) * 8,
+            AUTH => offset += (usize::from(header[1]) + 2) * 4,
+            _ => return Fragment::None,
+        }
+        next = header[0];
+    }
+    Fragment::None
 }

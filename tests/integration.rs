@@ -1,0 +1,5 @@
+//! podwire's integration tests (one test binary): corpus agreement, robustness, CLI, demo.
+
+mod common;
+mod oracle_flows;
+mod robustness;
