@@ -4,7 +4,10 @@
 //! forwarding hop may change (TTL / hop limit, IPv4 header checksum) masked out, so a packet
 //! seen on a pod's veth and again on the bridge or node NIC matches. A signature seen again on
 //! the *same* interface is a retransmission and is never removed. State is bounded by a
-//! capacity and a time window of packet timestamps.
+//! capacity and a retention period of packet time. Sightings are matched when their
+//! timestamps differ by at most the window in either direction, because multi-interface
+//! captures (dumpcap, `tcpdump -i any`) write each interface's packets in batches, so a
+//! copy can appear in the file long after later packets of another interface.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hasher};
@@ -13,6 +16,9 @@ use crate::frame::TimestampNs;
 
 /// How many bytes from the IP header on are hashed (headers plus the transport checksum).
 const SIGNATURE_BYTES: usize = 128;
+
+/// How long (packet time) signatures are kept for out-of-order batches.
+const RETENTION_NS: u64 = 10_000_000_000;
 
 /// Outcome for one packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +36,7 @@ pub struct Deduplicator {
     seen: HashMap<u64, (TimestampNs, u64), foldhash::fast::FixedState>,
     order: VecDeque<(TimestampNs, u64)>,
     hasher: foldhash::fast::FixedState,
+    newest_ns: TimestampNs,
     pub duplicates: u64,
 }
 
@@ -41,6 +48,7 @@ impl Deduplicator {
             seen: HashMap::with_hasher(foldhash::fast::FixedState::with_seed(0x5eed)),
             order: VecDeque::new(),
             hasher: foldhash::fast::FixedState::with_seed(0x9d0d),
+            newest_ns: 0,
             duplicates: 0,
         }
     }
@@ -50,10 +58,11 @@ impl Deduplicator {
         if l3.is_empty() {
             return DedupVerdict::Unique;
         }
-        self.expire(ts);
+        self.newest_ns = self.newest_ns.max(ts);
+        self.expire(self.newest_ns.saturating_sub(RETENTION_NS.max(self.window_ns)));
         let signature = self.signature(l3);
         match self.seen.get_mut(&signature) {
-            Some((first_ts, ifaces)) if ts.saturating_sub(*first_ts) <= self.window_ns => {
+            Some((first_ts, ifaces)) if ts.abs_diff(*first_ts) <= self.window_ns => {
                 if *ifaces & iface_bit == 0 {
                     *ifaces |= iface_bit;
                     self.duplicates += 1;
@@ -77,9 +86,11 @@ impl Deduplicator {
         }
     }
 
-    fn expire(&mut self, now: TimestampNs) {
+    /// Forgets signatures first seen before `horizon` (in insertion order, which is close
+    /// enough to time order; the capacity bound catches the rest).
+    fn expire(&mut self, horizon: TimestampNs) {
         while let Some(&(ts, _)) = self.order.front() {
-            if now.saturating_sub(ts) <= self.window_ns {
+            if ts >= horizon {
                 break;
             }
             self.pop_oldest();
