@@ -13,7 +13,11 @@ const PER_FILE_LIMIT: Duration = Duration::from_secs(60);
 #[test]
 fn every_corpus_file_ends_cleanly() {
     let files = common::files_below(&common::corpus());
-    assert!(files.len() > 1000, "corpus not found at {}", common::corpus().display());
+    assert!(
+        files.len() > 1000,
+        "corpus not found at {}",
+        common::corpus().display()
+    );
     let binary = env!("CARGO_BIN_EXE_podwire");
     let next = Mutex::new(0usize);
     let problems = Mutex::new(Vec::<String>::new());
@@ -52,10 +56,14 @@ fn every_corpus_file_ends_cleanly() {
                     let stdout = String::from_utf8_lossy(&output.stdout);
                     let shown = path.display();
                     match status.and_then(|s| s.code()) {
-                        None => problems.lock().unwrap().push(format!("{shown}: hung or was killed by a signal")),
-                        Some(_) if stderr.contains("panicked") => {
-                            problems.lock().unwrap().push(format!("{shown}: panicked: {stderr}"))
-                        }
+                        None => problems
+                            .lock()
+                            .unwrap()
+                            .push(format!("{shown}: hung or was killed by a signal")),
+                        Some(_) if stderr.contains("panicked") => problems
+                            .lock()
+                            .unwrap()
+                            .push(format!("{shown}: panicked: {stderr}")),
                         Some(0) if stdout.contains("packets") => outcomes.lock().unwrap()[0] += 1,
                         Some(3) if stdout.contains("packets") && stderr.contains("damaged") => {
                             outcomes.lock().unwrap()[1] += 1
@@ -63,10 +71,9 @@ fn every_corpus_file_ends_cleanly() {
                         Some(1) if stderr.starts_with("podwire: ") && stderr.trim().len() > 20 => {
                             outcomes.lock().unwrap()[2] += 1
                         }
-                        Some(code) => problems
-                            .lock()
-                            .unwrap()
-                            .push(format!("{shown}: exit {code}, stdout {stdout:?}, stderr {stderr:?}")),
+                        Some(code) => problems.lock().unwrap().push(format!(
+                            "{shown}: exit {code}, stdout {stdout:?}, stderr {stderr:?}"
+                        )),
                     }
                 }
             });

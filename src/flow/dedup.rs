@@ -59,7 +59,10 @@ impl Deduplicator {
             return DedupVerdict::Unique;
         }
         self.newest_ns = self.newest_ns.max(ts);
-        self.expire(self.newest_ns.saturating_sub(RETENTION_NS.max(self.window_ns)));
+        self.expire(
+            self.newest_ns
+                .saturating_sub(RETENTION_NS.max(self.window_ns)),
+        );
         let signature = self.signature(l3);
         match self.seen.get_mut(&signature) {
             Some((first_ts, ifaces)) if ts.abs_diff(*first_ts) <= self.window_ns => {
