@@ -3,6 +3,8 @@
 //! Exit codes: 0 success; 1 error (nothing could be read); 2 usage error; 3 the capture is
 //! truncated or corrupt — everything before the damage was processed and printed.
 
+#![allow(clippy::disallowed_methods)] // a shell: reads files, times progress output
+
 use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -148,11 +150,11 @@ fn process(
         CaptureEvent::Frame(frame) => {
             engine.ingest(&frame);
             frames += 1;
-            if frames % 4096 == 0 {
-                if write_error.is_none() {
-                    if let Err(e) = each_batch(engine) {
-                        write_error = Some(e);
-                    }
+            if frames.is_multiple_of(4096) {
+                if write_error.is_none()
+                    && let Err(e) = each_batch(engine)
+                {
+                    write_error = Some(e);
                 }
                 if let Some(p) = progress.as_mut() {
                     p.tick(frames);

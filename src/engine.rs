@@ -209,10 +209,10 @@ impl Engine {
         {
             self.stats.duplicates_removed += 1;
             self.stats.interfaces[iface as usize].duplicates += 1;
-            if let Some(key) = self.inner_key(&decoded, frame.ts_ns) {
-                if let Some(flow) = self.table.get_mut(&key.0) {
-                    flow.ifaces |= bit;
-                }
+            if let Some(key) = self.inner_key(&decoded, frame.ts_ns)
+                && let Some(flow) = self.table.get_mut(&key.0)
+            {
+                flow.ifaces |= bit;
             }
             return;
         }
@@ -300,10 +300,10 @@ impl Engine {
 
     fn interface(&mut self, frame: &RawFrame<'_>, ifindex: Option<u32>) -> u32 {
         let id = (frame.iface, ifindex);
-        if let Some((last, index)) = self.last_iface {
-            if last == id {
-                return index;
-            }
+        if let Some((last, index)) = self.last_iface
+            && last == id
+        {
+            return index;
         }
         let next = self.stats.interfaces.len() as u32;
         let index = *self.iface_index.entry(id).or_insert(next);

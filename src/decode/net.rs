@@ -122,13 +122,13 @@ pub(crate) fn ip<'a>(data: &'a [u8], depth: u8, ctx: &mut Ctx<'a>) -> Result<(),
         ipproto::PIM if whole && depth < MAX_TUNNEL_DEPTH => {
             ctx.inner = Some(bare);
             // PIM Register (type 1) carries a whole multicast IP packet after 8 bytes.
-            if bytes.first().is_some_and(|b| b & 0x0f == 1) {
-                if let Some(inner) = bytes.get(8..) {
-                    let saved = (ctx.outer, ctx.tunnel);
-                    ctx.enter_tunnel(bare, TunnelKind::PimRegister);
-                    if ip(inner, depth + 1, ctx).is_err() {
-                        carrier_only(bare, TunnelKind::PimRegister, saved, ctx);
-                    }
+            if bytes.first().is_some_and(|b| b & 0x0f == 1)
+                && let Some(inner) = bytes.get(8..)
+            {
+                let saved = (ctx.outer, ctx.tunnel);
+                ctx.enter_tunnel(bare, TunnelKind::PimRegister);
+                if ip(inner, depth + 1, ctx).is_err() {
+                    carrier_only(bare, TunnelKind::PimRegister, saved, ctx);
                 }
             }
             Ok(())

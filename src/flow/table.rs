@@ -104,12 +104,10 @@ impl FlowTable {
                 .get(&key)
                 .and_then(|f| f.tcp.as_ref())
                 .is_some_and(TcpTracker::is_finished);
-        if reuse {
-            if let Some(mut old) = self.flows.remove(&key) {
-                old.end = EndReason::Reused;
-                self.counters.reused += 1;
-                self.finished.push(old);
-            }
+        if reuse && let Some(mut old) = self.flows.remove(&key) {
+            old.end = EndReason::Reused;
+            self.counters.reused += 1;
+            self.finished.push(old);
         }
         if !self.flows.contains_key(&key) {
             if self.flows.len() >= self.config.capacity {

@@ -92,12 +92,12 @@ impl TcpTracker {
             }
             TcpState::SynReceived if fwd && ack && !syn => {
                 self.state = TcpState::Established;
-                if self.synack_seq.map(|s| s.wrapping_add(1)) == Some(meta.ack) {
-                    if let Some(syn_ns) = self.syn_ns {
-                        self.handshake = true;
-                        self.rtt_ns = Some(ts.saturating_sub(syn_ns));
-                        self.rtt_unreported = true;
-                    }
+                if self.synack_seq.map(|s| s.wrapping_add(1)) == Some(meta.ack)
+                    && let Some(syn_ns) = self.syn_ns
+                {
+                    self.handshake = true;
+                    self.rtt_ns = Some(ts.saturating_sub(syn_ns));
+                    self.rtt_unreported = true;
                 }
             }
             TcpState::SynSent if !syn && fwd => {

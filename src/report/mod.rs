@@ -107,7 +107,7 @@ impl<W: Write> FlowWriter<W> {
                 if self.rows == 0 {
                     writeln!(
                         self.out,
-                        "{:<12} {:<6} {:<40} {:<40} {:<12} {:>8} {:>10} {:>8} {:>10} {}",
+                        "{:<12} {:<6} {:<40} {:<40} {:<12} {:>8} {:>10} {:>8} {:>10} TUNNEL",
                         "START",
                         "PROTO",
                         "SOURCE",
@@ -116,8 +116,7 @@ impl<W: Write> FlowWriter<W> {
                         "PKTS→",
                         "BYTES→",
                         "PKTS←",
-                        "BYTES←",
-                        "TUNNEL"
+                        "BYTES←"
                     )?;
                 }
                 self.buf.clear();
@@ -218,7 +217,7 @@ pub struct RttSummary {
 impl RttSummary {
     pub fn from(rtt: &RttStats) -> Option<RttSummary> {
         let h = &rtt.overall;
-        (h.len() > 0).then(|| RttSummary {
+        (!h.is_empty()).then(|| RttSummary {
             samples: h.len(),
             p50: h.value_at_quantile(0.5),
             p90: h.value_at_quantile(0.9),

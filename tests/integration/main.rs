@@ -1,5 +1,7 @@
 //! podwire's integration tests (one test binary): corpus agreement, robustness, CLI, demo.
 
+#![allow(clippy::disallowed_methods)] // tests read fixtures and time child processes
+
 mod capture_files;
 mod common;
 mod oracle_flows;
