@@ -139,6 +139,7 @@ pub struct Engine {
     last_iface: Option<((IfaceId, Option<u32>), u32)>,
     declared: Vec<InterfaceInfo>,
     dedup_enabled: bool,
+    link_counts: Vec<(u32, u64)>,
 }
 
 impl Engine {
@@ -154,6 +155,7 @@ impl Engine {
             last_iface: None,
             declared: Vec::new(),
             dedup_enabled: false,
+            link_counts: Vec::new(),
         }
     }
 
@@ -182,7 +184,6 @@ impl Engine {
         stats.bytes += u64::from(frame.orig_len);
         stats.first_ns = Some(stats.first_ns.map_or(frame.ts_ns, |t| t.min(frame.ts_ns)));
         stats.last_ns = Some(stats.last_ns.map_or(frame.ts_ns, |t| t.max(frame.ts_ns)));
-        self.table.advance(frame.ts_ns);
 
         let decoded = decode::decode(frame.link, frame.data);
         let ifindex = decoded.as_ref().ok().and_then(|d| d.sll2_ifindex);
@@ -286,15 +287,10 @@ impl Engine {
     }
 
     fn count_link(&mut self, link: u32) {
-        // Cheap for the common case: one link type in the whole capture.
-        if let Some(count) = self.stats.link_types.get_mut(linktype_name_static(link)) {
-            *count += 1;
-        } else {
-            *self
-                .stats
-                .link_types
-                .entry(linktype::name(link))
-                .or_default() += 1;
+        // A linear scan over the (one or two) link types seen: cheaper than a map per packet.
+        match self.link_counts.iter_mut().find(|(l, _)| *l == link) {
+            Some((_, count)) => *count += 1,
+            None => self.link_counts.push((link, 1)),
         }
     }
 
@@ -346,6 +342,9 @@ impl Engine {
     pub fn stats(&self) -> Stats {
         let mut stats = self.stats.clone();
         stats.table = self.table.counters;
+        for &(link, count) in &self.link_counts {
+            *stats.link_types.entry(linktype::name(link)).or_default() += count;
+        }
         stats
     }
 
@@ -379,16 +378,6 @@ fn key_of(packet: &Packet<'_>, sport: u16, dport: u16, outer: bool) -> (FlowKey,
         },
         outer,
     )
-}
-
-fn linktype_name_static(link: u32) -> &'static str {
-    match link {
-        linktype::ETHERNET => "ethernet",
-        linktype::LINUX_SLL => "linux_sll",
-        linktype::LINUX_SLL2 => "linux_sll2",
-        linktype::RAW => "raw",
-        _ => "",
-    }
 }
 
 /// Every decode error kind, for reports that list zero counts too.

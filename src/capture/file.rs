@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use pcap_parser::pcapng::Block;
+use pcap_parser::traits::PcapReaderIterator;
 use pcap_parser::{PcapBlockOwned, PcapError, create_reader};
 
 use crate::engine::InterfaceInfo;
@@ -147,6 +148,11 @@ pub fn read_capture(
         path: shown.clone(),
         source,
     })?;
+    if !gzip {
+        if let Some(result) = read_mapped(&file, &shown, progress.as_deref(), &mut on_event) {
+            return result;
+        }
+    }
     let counted = CountingReader {
         inner: file,
         count: progress.unwrap_or_default(),
@@ -160,6 +166,49 @@ pub fn read_capture(
         Box::new(counted)
     };
     read_stream(source, &shown, gzip, &mut on_event)
+}
+
+/// Reads an uncompressed capture through a read-only memory map: no copies of packet data.
+/// Returns `None` when the file cannot be mapped (a pipe, a special file), so the caller
+/// falls back to streaming.
+fn read_mapped(
+    file: &File,
+    shown: &str,
+    progress: Option<&AtomicU64>,
+    on_event: &mut dyn FnMut(CaptureEvent<'_>),
+) -> Option<Result<ReadSummary, CaptureError>> {
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    // SAFETY: the map is read-only and private to this process. If another process truncates
+    // the file while we read it, accesses past the new end fault (SIGBUS) — the same contract
+    // every mmap-based reader (tshark's, libpcap's) accepts for capture files.
+    let map = unsafe { memmap2::Mmap::map(file) }.ok()?;
+    let _ = map.advise(memmap2::Advice::Sequential);
+    if map.is_empty() {
+        return Some(Err(CaptureError::Empty { path: shown.into() }));
+    }
+    let Some(mut reader) = super::slice::SliceReader::new(&map) else {
+        return Some(Err(CaptureError::NotACapture { path: shown.into() }));
+    };
+    // Drop pages already parsed from this process's resident set every 64 MiB, so reading a
+    // 10 GB file costs the flow table's memory, not the file's size.
+    let mut released = 0usize;
+    let mut release = |consumed: usize| {
+        const CHUNK: usize = 64 << 20;
+        while consumed >= released + 2 * CHUNK {
+            // SAFETY: the mapping is read-only and file-backed: DONTNEED only drops clean
+            // pages, which are re-read from the file if touched again.
+            let _ = unsafe {
+                map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, released, CHUNK)
+            };
+            released += CHUNK;
+        }
+        if let Some(p) = progress {
+            p.store(consumed as u64, Ordering::Relaxed);
+        }
+    };
+    Some(drive(&mut reader, false, on_event, &mut release))
 }
 
 /// Reads a capture from any byte stream (used by `read_capture` and the fuzz target).
@@ -182,6 +231,16 @@ pub fn read_stream(
             });
         }
     };
+    drive(reader.as_mut(), gzip, on_event, &mut |_| {})
+}
+
+/// Pulls blocks from a pcap-parser reader and turns them into events until the end or damage.
+fn drive(
+    reader: &mut dyn PcapReaderIterator,
+    gzip: bool,
+    on_event: &mut dyn FnMut(CaptureEvent<'_>),
+    on_progress: &mut dyn FnMut(usize),
+) -> Result<ReadSummary, CaptureError> {
     let mut summary = ReadSummary {
         format: None,
         gzip,
@@ -199,6 +258,7 @@ pub fn read_stream(
     let mut ng_big_endian = false;
     let mut capacity = BUFFER_BYTES;
     let mut stalled_refills = 0u32;
+    let mut blocks_since_progress = 0u32;
 
     loop {
         let offset_before = reader.consumed() as u64;
@@ -331,6 +391,11 @@ pub fn read_stream(
                     }
                 }
                 reader.consume(len);
+                blocks_since_progress += 1;
+                if blocks_since_progress == 4096 {
+                    blocks_since_progress = 0;
+                    on_progress(reader.consumed());
+                }
             }
             Err(PcapError::Eof) => break,
             Err(PcapError::Incomplete(_)) => {

@@ -4,6 +4,7 @@
 //! I/O; the pure core never calls into it.
 
 pub mod file;
+mod slice;
 
 pub use file::{
     CaptureError, CaptureEvent, CaptureFormat, Damage, DamageKind, ReadSummary, read_capture,

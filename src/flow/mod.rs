@@ -29,20 +29,6 @@ pub struct Endpoint {
     pub port: u16,
 }
 
-impl Endpoint {
-    /// Sort key matching the oracle: network-order address bytes, then port.
-    fn order_key(&self) -> ([u8; 16], u8, u16) {
-        match self.addr {
-            IpAddr::V4(v4) => {
-                let mut bytes = [0u8; 16];
-                bytes[..4].copy_from_slice(&v4.octets());
-                (bytes, 4, self.port)
-            }
-            IpAddr::V6(v6) => (v6.octets(), 16, self.port),
-        }
-    }
-}
-
 /// Symmetric flow identity: protocol plus the two endpoints in canonical order (`a` ≤ `b`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FlowKey {
@@ -57,7 +43,9 @@ impl FlowKey {
     /// Builds the canonical key for a packet from `src` to `dst`; the flag says whether the
     /// packet travels from `a` to `b`.
     pub fn from_packet(proto: u8, src: Endpoint, dst: Endpoint, outer: bool) -> (FlowKey, bool) {
-        if src.order_key() <= dst.order_key() {
+        // Endpoint's derived order (address, then port) is the oracle's: IPv4 and IPv6
+        // addresses compare like their network-order bytes.
+        if src <= dst {
             (
                 FlowKey {
                     proto,

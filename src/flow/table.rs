@@ -7,6 +7,7 @@
 //! evicted depends only on packet timestamps, never on hash order, so output is deterministic.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 
 use serde::Serialize;
 
@@ -38,7 +39,9 @@ impl Default for FlowTableConfig {
             tcp_idle_ns: 300 * SECOND,
             tcp_closed_idle_ns: 30 * SECOND,
             other_idle_ns: 60 * SECOND,
-            sweep_interval_ns: SECOND,
+            // Idle timeouts are ≥ 30 s, so sweeping every 5 s of packet time is precise enough
+            // and keeps the full-table scan rare.
+            sweep_interval_ns: 5 * SECOND,
         }
     }
 }
@@ -97,37 +100,40 @@ impl FlowTable {
         tcp: Option<TcpMeta>,
     ) -> (&mut Flow, bool) {
         self.advance(ts);
+        if self.flows.len() >= self.config.capacity && !self.flows.contains_key(&key) {
+            self.evict_oldest();
+        }
         let fresh_syn = tcp.is_some_and(|t| t.has(TcpMeta::SYN) && !t.has(TcpMeta::ACK));
-        let reuse = fresh_syn
-            && self
-                .flows
-                .get(&key)
-                .and_then(|f| f.tcp.as_ref())
-                .is_some_and(TcpTracker::is_finished);
-        if reuse && let Some(mut old) = self.flows.remove(&key) {
-            old.end = EndReason::Reused;
-            self.counters.reused += 1;
-            self.finished.push(old);
-        }
-        if !self.flows.contains_key(&key) {
-            if self.flows.len() >= self.config.capacity {
-                self.evict_oldest();
-            }
-            self.counters.peak_live = self.counters.peak_live.max(self.flows.len() as u64 + 1);
-        }
         let serial = self.next_serial;
-        let mut created = false;
-        let flow = self.flows.entry(key).or_insert_with(|| {
-            created = true;
+        let new_flow = || {
             // Initiator: the SYN sender; for a SYN-ACK first, its receiver; else the sender.
             let sender_initiates = !tcp.is_some_and(|t| t.has(TcpMeta::SYN) && t.has(TcpMeta::ACK));
-            let initiator_is_a = from_a == sender_initiates;
-            let mut flow = Flow::new(key, serial, initiator_is_a, ts);
+            let mut flow = Flow::new(key, serial, from_a == sender_initiates, ts);
             if key.proto == ipproto::TCP {
                 flow.tcp = tcp.map(|t| TcpTracker::new(t, ts));
             }
             flow
-        });
+        };
+        // One hash lookup per packet: this is the hot path.
+        let live = self.flows.len() as u64;
+        let (flow, created) = match self.flows.entry(key) {
+            Entry::Occupied(entry) => {
+                let flow = entry.into_mut();
+                if fresh_syn && flow.tcp.as_ref().is_some_and(TcpTracker::is_finished) {
+                    let mut old = std::mem::replace(flow, new_flow());
+                    old.end = EndReason::Reused;
+                    self.counters.reused += 1;
+                    self.finished.push(old);
+                    (flow, true)
+                } else {
+                    (flow, false)
+                }
+            }
+            Entry::Vacant(entry) => {
+                self.counters.peak_live = self.counters.peak_live.max(live + 1);
+                (entry.insert(new_flow()), true)
+            }
+        };
         let fwd = from_a == flow.initiator_is_a;
         if created {
             self.next_serial += 1;
