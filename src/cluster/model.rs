@@ -77,7 +77,9 @@ impl FromStr for Protocol {
             "TCP" => Ok(Protocol::Tcp),
             "UDP" => Ok(Protocol::Udp),
             "SCTP" => Ok(Protocol::Sctp),
-            _ => Err(format!("unknown protocol {s:?} (expected TCP, UDP or SCTP)")),
+            _ => Err(format!(
+                "unknown protocol {s:?} (expected TCP, UDP or SCTP)"
+            )),
         }
     }
 }
@@ -94,7 +96,10 @@ pub struct ConvertError {
 
 impl ConvertError {
     pub(crate) fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        ConvertError { field: field.into(), message: message.into() }
+        ConvertError {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -265,7 +270,10 @@ impl Pod {
             node: None,
             host_network: false,
             ports: Vec::new(),
-            workload: Workload { kind: WorkloadKind::Pod, name: name.to_string() },
+            workload: Workload {
+                kind: WorkloadKind::Pod,
+                name: name.to_string(),
+            },
             controller: None,
             service_account: None,
             phase: PodPhase::Running,
@@ -300,7 +308,10 @@ impl Namespace {
         labels
             .entry(NAMESPACE_NAME_LABEL.to_string())
             .or_insert_with(|| name.to_string());
-        Namespace { name: name.to_string(), labels }
+        Namespace {
+            name: name.to_string(),
+            labels,
+        }
     }
 }
 
@@ -543,7 +554,11 @@ impl ClusterState {
                 self.apply_object(obj);
                 true
             }
-            ClusterDelta::Delete { kind, namespace, name } => {
+            ClusterDelta::Delete {
+                kind,
+                namespace,
+                name,
+            } => {
                 let key = (namespace, name);
                 match kind {
                     ObjectKind::Namespace => self.namespaces.remove(&key.1).is_some(),
@@ -580,25 +595,35 @@ impl ClusterState {
             ClusterObject::Pod(pod) => {
                 let mut pod = *pod;
                 self.resolve_workload(&mut pod);
-                self.pods.insert((pod.namespace.clone(), pod.name.clone()), pod);
+                self.pods
+                    .insert((pod.namespace.clone(), pod.name.clone()), pod);
             }
             ClusterObject::Service(s) => {
-                self.services.insert((s.namespace.clone(), s.name.clone()), *s);
+                self.services
+                    .insert((s.namespace.clone(), s.name.clone()), *s);
             }
             ClusterObject::EndpointSlice(s) => {
-                self.endpoint_slices.insert((s.namespace.clone(), s.name.clone()), *s);
+                self.endpoint_slices
+                    .insert((s.namespace.clone(), s.name.clone()), *s);
             }
             ClusterObject::Node(n) => {
                 self.nodes.insert(n.name.clone(), *n);
             }
             ClusterObject::NetworkPolicy(p) => {
-                self.network_policies.insert((p.namespace.clone(), p.name.clone()), *p);
+                self.network_policies
+                    .insert((p.namespace.clone(), p.name.clone()), *p);
             }
             ClusterObject::Owner(o) => {
                 let key = (o.namespace.clone(), format!("{}/{}", o.kind, o.name));
+                let namespace = o.namespace.clone();
                 self.owners.insert(key, o);
-                // Owner links may arrive after the pods they explain: re-resolve.
-                let pods: Vec<Key> = self.pods.keys().cloned().collect();
+                // Owner links may arrive after the pods they explain: re-resolve that namespace.
+                let pods: Vec<Key> = self
+                    .pods
+                    .range((namespace.clone(), String::new())..)
+                    .take_while(|(k, _)| k.0 == namespace)
+                    .map(|(k, _)| k.clone())
+                    .collect();
                 for k in pods {
                     if let Some(mut pod) = self.pods.remove(&k) {
                         self.resolve_workload(&mut pod);
@@ -614,7 +639,10 @@ impl ClusterState {
     /// attributed to Deployment `<deploy>` (what the Deployment controller names it).
     pub fn resolve_workload(&self, pod: &mut Pod) {
         let Some((kind, name)) = pod.controller.clone() else {
-            pod.workload = Workload { kind: WorkloadKind::Pod, name: pod.name.clone() };
+            pod.workload = Workload {
+                kind: WorkloadKind::Pod,
+                name: pod.name.clone(),
+            };
             return;
         };
         let (mut kind, mut name) = (kind, name);
@@ -631,12 +659,17 @@ impl ClusterState {
         if kind == "ReplicaSet"
             && let Some(hash) = pod.labels.get("pod-template-hash")
             && let Some(base) = name.strip_suffix(&format!("-{hash}"))
-            && !self.owners.contains_key(&(pod.namespace.clone(), format!("ReplicaSet/{name}")))
+            && !self
+                .owners
+                .contains_key(&(pod.namespace.clone(), format!("ReplicaSet/{name}")))
         {
             kind = "Deployment".to_string();
             name = base.to_string();
         }
-        pod.workload = Workload { kind: WorkloadKind::from_kind(&kind), name };
+        pod.workload = Workload {
+            kind: WorkloadKind::from_kind(&kind),
+            name,
+        };
     }
 
     /// Labels of a namespace; a namespace missing from the state gets only its name label.
@@ -665,7 +698,10 @@ fn meta_name(meta: &ObjectMeta) -> Result<String, ConvertError> {
 }
 
 fn meta_ns(meta: &ObjectMeta) -> String {
-    meta.namespace.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| "default".to_string())
+    meta.namespace
+        .clone()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "default".to_string())
 }
 
 fn controller_of(meta: &ObjectMeta) -> Option<(String, String)> {
@@ -744,7 +780,10 @@ impl ClusterObject {
         }
         let controller = controller_of(meta);
         Ok(ClusterObject::Pod(Box::new(Pod {
-            workload: Workload { kind: WorkloadKind::Pod, name: name.clone() },
+            workload: Workload {
+                kind: WorkloadKind::Pod,
+                name: name.clone(),
+            },
             namespace,
             name,
             labels: meta.labels.clone().unwrap_or_default(),
@@ -772,7 +811,10 @@ impl ClusterObject {
             Some("LoadBalancer") => ServiceType::LoadBalancer,
             Some("ExternalName") => ServiceType::ExternalName,
             Some(other) => {
-                return Err(ConvertError::new("spec.type", format!("unknown service type {other:?}")));
+                return Err(ConvertError::new(
+                    "spec.type",
+                    format!("unknown service type {other:?}"),
+                ));
             }
         };
         let headless = spec.cluster_ip.as_deref() == Some("None");
@@ -788,7 +830,10 @@ impl ClusterObject {
                 cluster_ips.push(parse_ip("spec.clusterIP", ip)?);
             }
         }
-        let external_ips = parse_ips("spec.externalIPs", spec.external_ips.as_deref().unwrap_or(&[]))?;
+        let external_ips = parse_ips(
+            "spec.externalIPs",
+            spec.external_ips.as_deref().unwrap_or(&[]),
+        )?;
         let mut load_balancer_ips = Vec::new();
         if let Some(ing) = s
             .status
@@ -798,8 +843,10 @@ impl ClusterObject {
         {
             for (i, e) in ing.iter().enumerate() {
                 if let Some(ip) = e.ip.as_ref().filter(|s| !s.is_empty()) {
-                    load_balancer_ips
-                        .push(parse_ip(&format!("status.loadBalancer.ingress[{i}].ip"), ip)?);
+                    load_balancer_ips.push(parse_ip(
+                        &format!("status.loadBalancer.ingress[{i}].ip"),
+                        ip,
+                    )?);
                 }
             }
         }
@@ -930,7 +977,9 @@ impl ClusterObject {
 
     /// Converts a networking.k8s.io/v1 NetworkPolicy.
     pub fn from_network_policy(p: &networking::NetworkPolicy) -> Result<Self, ConvertError> {
-        Ok(ClusterObject::NetworkPolicy(Box::new(NetworkPolicy::from_k8s(p)?)))
+        Ok(ClusterObject::NetworkPolicy(Box::new(
+            NetworkPolicy::from_k8s(p)?,
+        )))
     }
 
     fn owner_link(kind: &str, meta: &ObjectMeta) -> Result<Self, ConvertError> {
@@ -972,7 +1021,13 @@ mod tests {
         let st = ClusterState::new();
         let mut p = pod_with_controller("ReplicaSet", "web-6d4cf56db6", Some("6d4cf56db6"));
         st.resolve_workload(&mut p);
-        assert_eq!(p.workload, Workload { kind: WorkloadKind::Deployment, name: "web".into() });
+        assert_eq!(
+            p.workload,
+            Workload {
+                kind: WorkloadKind::Deployment,
+                name: "web".into()
+            }
+        );
     }
 
     #[test]
@@ -984,13 +1039,17 @@ mod tests {
             name: "backup-2890".into(),
             owner: Some(("CronJob".into(), "backup".into())),
         })));
-        st.apply(ClusterDelta::Apply(ClusterObject::Pod(Box::new(pod_with_controller(
-            "Job",
-            "backup-2890",
-            None,
-        )))));
+        st.apply(ClusterDelta::Apply(ClusterObject::Pod(Box::new(
+            pod_with_controller("Job", "backup-2890", None),
+        ))));
         let p = st.pod("shop", "p1").map(|p| p.workload.clone());
-        assert_eq!(p, Some(Workload { kind: WorkloadKind::CronJob, name: "backup".into() }));
+        assert_eq!(
+            p,
+            Some(Workload {
+                kind: WorkloadKind::CronJob,
+                name: "backup".into()
+            })
+        );
     }
 
     #[test]
@@ -1001,7 +1060,13 @@ mod tests {
         assert_eq!(p.workload.kind, WorkloadKind::Pod);
         let mut p = pod_with_controller("StatefulSet", "db", None);
         st.resolve_workload(&mut p);
-        assert_eq!(p.workload, Workload { kind: WorkloadKind::StatefulSet, name: "db".into() });
+        assert_eq!(
+            p.workload,
+            Workload {
+                kind: WorkloadKind::StatefulSet,
+                name: "db".into()
+            }
+        );
     }
 
     #[test]

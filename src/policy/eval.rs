@@ -64,8 +64,12 @@ pub struct RuleMatch {
 
 impl fmt::Display for RuleMatch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let peer = self.peer.map_or("any peer".to_string(), |p| format!("peer #{p}"));
-        let port = self.port.map_or("any port".to_string(), |p| format!("port #{p}"));
+        let peer = self
+            .peer
+            .map_or("any peer".to_string(), |p| format!("peer #{p}"));
+        let port = self
+            .port
+            .map_or("any port".to_string(), |p| format!("port #{p}"));
         write!(
             f,
             "{} {} rule #{} ({peer}, {port})",
@@ -118,7 +122,11 @@ impl fmt::Display for DirectionVerdict {
             }
             DirectionVerdict::Denied { isolated_by } => {
                 let names: Vec<String> = isolated_by.iter().map(|n| sanitize(n)).collect();
-                write!(f, "denied: isolated by {}, no rule matches", names.join(", "))
+                write!(
+                    f,
+                    "denied: isolated by {}, no rule matches",
+                    names.join(", ")
+                )
             }
         }
     }
@@ -221,7 +229,9 @@ impl PolicyEngine {
         for pod in state.pods.values() {
             let ns_idx = engine.ns_index(state, &pod.namespace);
             let id = engine.pods.len() as PodId;
-            engine.pod_by_key.insert((pod.namespace.clone(), pod.name.clone()), id);
+            engine
+                .pod_by_key
+                .insert((pod.namespace.clone(), pod.name.clone()), id);
             if !pod.host_network && !pod.phase.is_terminal() {
                 for ip in &pod.ips {
                     engine.pod_by_ip.insert(*ip, id);
@@ -238,7 +248,11 @@ impl PolicyEngine {
             });
         }
         for (i, p) in engine.policies.iter().enumerate() {
-            engine.by_namespace.entry(p.namespace.clone()).or_default().push(i as u32);
+            engine
+                .by_namespace
+                .entry(p.namespace.clone())
+                .or_default()
+                .push(i as u32);
         }
         engine.selecting_ingress = vec![Vec::new(); engine.pods.len()];
         engine.selecting_egress = vec![Vec::new(); engine.pods.len()];
@@ -246,7 +260,9 @@ impl PolicyEngine {
             if pod.host_network {
                 continue;
             }
-            let Some(list) = engine.by_namespace.get(&pod.namespace) else { continue };
+            let Some(list) = engine.by_namespace.get(&pod.namespace) else {
+                continue;
+            };
             for &pi in list {
                 let p = &engine.policies[pi as usize];
                 if p.pod_selector.matches(&pod.labels) {
@@ -289,7 +305,9 @@ impl PolicyEngine {
 
     /// Endpoint for a pod by namespace/name (host-network pods become IP endpoints).
     pub fn endpoint_for_pod(&self, namespace: &str, name: &str) -> Option<EndpointRef> {
-        let id = *self.pod_by_key.get(&(namespace.to_string(), name.to_string()))?;
+        let id = *self
+            .pod_by_key
+            .get(&(namespace.to_string(), name.to_string()))?;
         let pod = &self.pods[id as usize];
         if pod.host_network {
             return pod.ips.first().map(|ip| EndpointRef::Ip(*ip));
@@ -301,7 +319,10 @@ impl PolicyEngine {
     /// (Time-aware attribution lives in `cluster::identity`; this is the fast path.)
     pub fn endpoint_for_ip(&self, ip: IpAddr) -> EndpointRef {
         match self.pod_by_ip.get(&ip) {
-            Some(id) => EndpointRef::Pod { id: *id, ip: Some(ip) },
+            Some(id) => EndpointRef::Pod {
+                id: *id,
+                ip: Some(ip),
+            },
             None => EndpointRef::Ip(ip),
         }
     }
@@ -319,7 +340,12 @@ impl PolicyEngine {
         port: u16,
         proto: Protocol,
     ) -> &Verdict {
-        let key = CacheKey { src, dst, port, proto };
+        let key = CacheKey {
+            src,
+            dst,
+            port,
+            proto,
+        };
         if self.cache.contains_key(&key) {
             self.hits += 1;
         } else {
@@ -357,7 +383,11 @@ impl PolicyEngine {
             }
             EndpointRef::Ip(_) => DirectionVerdict::NotIsolated,
         };
-        Verdict { allowed: egress.allows() && ingress.allows(), egress, ingress }
+        Verdict {
+            allowed: egress.allows() && ingress.allows(),
+            egress,
+            ingress,
+        }
     }
 
     fn direction(
@@ -383,7 +413,9 @@ impl PolicyEngine {
                 let Some(port_idx) = match_ports(&rule.ports, dst_ports, port, proto) else {
                     continue;
                 };
-                let Some(peer_idx) = self.match_peers(policy, rule, peer) else { continue };
+                let Some(peer_idx) = self.match_peers(policy, rule, peer) else {
+                    continue;
+                };
                 by.push(RuleMatch {
                     policy: format!("{}/{}", policy.namespace, policy.name),
                     direction: dir,
@@ -435,8 +467,16 @@ impl PolicyEngine {
                     .is_some_and(|p| p.ips.iter().any(|ip| peer.matches_ip(*ip))),
             },
             (Peer::Pods { .. }, EndpointRef::Ip(_)) => false,
-            (Peer::Pods { pod_selector, namespace_selector }, EndpointRef::Pod { id, .. }) => {
-                let Some(pod) = self.pods.get(*id as usize) else { return false };
+            (
+                Peer::Pods {
+                    pod_selector,
+                    namespace_selector,
+                },
+                EndpointRef::Pod { id, .. },
+            ) => {
+                let Some(pod) = self.pods.get(*id as usize) else {
+                    return false;
+                };
                 if pod.host_network {
                     return false;
                 }
@@ -491,23 +531,50 @@ mod tests {
     use crate::policy::types::LabelSelector;
 
     fn l(pairs: &[(&str, &str)]) -> Labels {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn state() -> ClusterState {
         let mut st = ClusterState::new();
-        st.apply(ClusterDelta::Apply(ClusterObject::Namespace(Namespace::new(
+        st.apply(ClusterDelta::Apply(ClusterObject::Namespace(
+            Namespace::new("shop", l(&[("team", "shop")])),
+        )));
+        st.apply(ClusterDelta::Apply(ClusterObject::Namespace(
+            Namespace::new("ops", l(&[])),
+        )));
+        let mut web = Pod::new(
             "shop",
-            l(&[("team", "shop")]),
-        ))));
-        st.apply(ClusterDelta::Apply(ClusterObject::Namespace(Namespace::new("ops", l(&[])))));
-        let mut web = Pod::new("shop", "web", l(&[("app", "web")]), vec!["10.0.0.1".parse().unwrap()]);
+            "web",
+            l(&[("app", "web")]),
+            vec!["10.0.0.1".parse().unwrap()],
+        );
         web.ports = vec![
-            ContainerPort { name: Some("http".into()), port: 8080, protocol: Protocol::Tcp },
-            ContainerPort { name: Some("dns".into()), port: 5353, protocol: Protocol::Udp },
+            ContainerPort {
+                name: Some("http".into()),
+                port: 8080,
+                protocol: Protocol::Tcp,
+            },
+            ContainerPort {
+                name: Some("dns".into()),
+                port: 5353,
+                protocol: Protocol::Udp,
+            },
         ];
-        let fe = Pod::new("shop", "fe", l(&[("app", "fe")]), vec!["10.0.0.2".parse().unwrap()]);
-        let mon = Pod::new("ops", "mon", l(&[("app", "fe")]), vec!["10.0.1.1".parse().unwrap()]);
+        let fe = Pod::new(
+            "shop",
+            "fe",
+            l(&[("app", "fe")]),
+            vec!["10.0.0.2".parse().unwrap()],
+        );
+        let mon = Pod::new(
+            "ops",
+            "mon",
+            l(&[("app", "fe")]),
+            vec!["10.0.1.1".parse().unwrap()],
+        );
         for p in [web, fe, mon] {
             st.apply(ClusterDelta::Apply(ClusterObject::Pod(Box::new(p))));
         }
@@ -527,10 +594,20 @@ mod tests {
     }
 
     fn port(p: Option<PortSpec>, end: Option<u16>, proto: Protocol) -> PolicyPort {
-        PolicyPort { protocol: proto, port: p, end_port: end }
+        PolicyPort {
+            protocol: proto,
+            port: p,
+            end_port: end,
+        }
     }
 
-    fn check(st: &ClusterState, pol: &NetworkPolicy, from: (&str, &str), port: u16, proto: Protocol) -> Verdict {
+    fn check(
+        st: &ClusterState,
+        pol: &NetworkPolicy,
+        from: (&str, &str),
+        port: u16,
+        proto: Protocol,
+    ) -> Verdict {
         let e = PolicyEngine::new(st, std::slice::from_ref(pol));
         let src = e.endpoint_for_pod(from.0, from.1).unwrap();
         let dst = e.endpoint_for_pod("shop", "web").unwrap();
@@ -542,14 +619,22 @@ mod tests {
         let st = state();
         let pol = policy(vec![Rule {
             peers: vec![],
-            ports: vec![port(Some(PortSpec::Name("http".into())), None, Protocol::Tcp)],
+            ports: vec![port(
+                Some(PortSpec::Name("http".into())),
+                None,
+                Protocol::Tcp,
+            )],
         }]);
         assert!(check(&st, &pol, ("shop", "fe"), 8080, Protocol::Tcp).allowed);
         assert!(!check(&st, &pol, ("shop", "fe"), 80, Protocol::Tcp).allowed);
         assert!(!check(&st, &pol, ("shop", "fe"), 8080, Protocol::Udp).allowed);
         let pol = policy(vec![Rule {
             peers: vec![],
-            ports: vec![port(Some(PortSpec::Name("dns".into())), None, Protocol::Udp)],
+            ports: vec![port(
+                Some(PortSpec::Name("dns".into())),
+                None,
+                Protocol::Udp,
+            )],
         }]);
         assert!(check(&st, &pol, ("shop", "fe"), 5353, Protocol::Udp).allowed);
         assert!(!check(&st, &pol, ("shop", "fe"), 5353, Protocol::Tcp).allowed);
@@ -560,12 +645,29 @@ mod tests {
         let st = state();
         let pol = policy(vec![Rule {
             peers: vec![],
-            ports: vec![port(Some(PortSpec::Number(8000)), Some(8080), Protocol::Tcp)],
+            ports: vec![port(
+                Some(PortSpec::Number(8000)),
+                Some(8080),
+                Protocol::Tcp,
+            )],
         }]);
-        for (p, want) in [(7999, false), (8000, true), (8040, true), (8080, true), (8081, false)] {
-            assert_eq!(check(&st, &pol, ("shop", "fe"), p, Protocol::Tcp).allowed, want, "port {p}");
+        for (p, want) in [
+            (7999, false),
+            (8000, true),
+            (8040, true),
+            (8080, true),
+            (8081, false),
+        ] {
+            assert_eq!(
+                check(&st, &pol, ("shop", "fe"), p, Protocol::Tcp).allowed,
+                want,
+                "port {p}"
+            );
         }
-        let pol = policy(vec![Rule { peers: vec![], ports: vec![port(None, None, Protocol::Sctp)] }]);
+        let pol = policy(vec![Rule {
+            peers: vec![],
+            ports: vec![port(None, None, Protocol::Sctp)],
+        }]);
         assert!(check(&st, &pol, ("shop", "fe"), 9, Protocol::Sctp).allowed);
         assert!(!check(&st, &pol, ("shop", "fe"), 9, Protocol::Tcp).allowed);
     }
@@ -573,26 +675,44 @@ mod tests {
     #[test]
     fn and_versus_or_peers() {
         let st = state();
-        let ns = Some(LabelSelector::labels([("kubernetes.io/metadata.name", "ops")]));
+        let ns = Some(LabelSelector::labels([(
+            "kubernetes.io/metadata.name",
+            "ops",
+        )]));
         let pods = Some(LabelSelector::labels([("app", "fe")]));
         let and = policy(vec![Rule {
-            peers: vec![Peer::Pods { pod_selector: pods.clone(), namespace_selector: ns.clone() }],
+            peers: vec![Peer::Pods {
+                pod_selector: pods.clone(),
+                namespace_selector: ns.clone(),
+            }],
             ports: vec![],
         }]);
         assert!(check(&st, &and, ("ops", "mon"), 80, Protocol::Tcp).allowed);
         assert!(!check(&st, &and, ("shop", "fe"), 80, Protocol::Tcp).allowed);
         let or = policy(vec![Rule {
             peers: vec![
-                Peer::Pods { pod_selector: None, namespace_selector: ns },
-                Peer::Pods { pod_selector: pods, namespace_selector: None },
+                Peer::Pods {
+                    pod_selector: None,
+                    namespace_selector: ns,
+                },
+                Peer::Pods {
+                    pod_selector: pods,
+                    namespace_selector: None,
+                },
             ],
             ports: vec![],
         }]);
         let v = check(&st, &or, ("shop", "fe"), 80, Protocol::Tcp);
         assert!(v.allowed);
-        assert_eq!(v.ingress.to_string(), "allowed by shop/p ingress rule #0 (peer #1, any port)");
+        assert_eq!(
+            v.ingress.to_string(),
+            "allowed by shop/p ingress rule #0 (peer #1, any port)"
+        );
         let v = check(&st, &or, ("ops", "mon"), 80, Protocol::Tcp);
-        assert_eq!(v.ingress.to_string(), "allowed by shop/p ingress rule #0 (peer #0, any port)");
+        assert_eq!(
+            v.ingress.to_string(),
+            "allowed by shop/p ingress rule #0 (peer #0, any port)"
+        );
     }
 
     #[test]
@@ -607,11 +727,24 @@ mod tests {
         }]);
         let e = PolicyEngine::new(&st, std::slice::from_ref(&pol));
         let dst = e.endpoint_for_pod("shop", "web").unwrap();
-        let ok = e.verdict_uncached(EndpointRef::Ip("203.0.113.5".parse().unwrap()), dst, 80, Protocol::Tcp);
+        let ok = e.verdict_uncached(
+            EndpointRef::Ip("203.0.113.5".parse().unwrap()),
+            dst,
+            80,
+            Protocol::Tcp,
+        );
         assert!(ok.allowed);
-        let no = e.verdict_uncached(EndpointRef::Ip("203.0.113.200".parse().unwrap()), dst, 80, Protocol::Tcp);
+        let no = e.verdict_uncached(
+            EndpointRef::Ip("203.0.113.200".parse().unwrap()),
+            dst,
+            80,
+            Protocol::Tcp,
+        );
         assert!(!no.allowed);
-        assert_eq!(no.ingress.to_string(), "denied: isolated by shop/p, no rule matches");
+        assert_eq!(
+            no.ingress.to_string(),
+            "denied: isolated by shop/p, no rule matches"
+        );
         assert_eq!(no.egress, DirectionVerdict::NotIsolated);
     }
 }

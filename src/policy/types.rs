@@ -54,7 +54,10 @@ impl LabelSelector {
     /// Selector from `matchLabels` only.
     pub fn labels<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
         LabelSelector {
-            match_labels: pairs.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            match_labels: pairs
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             match_expressions: Vec::new(),
         }
     }
@@ -66,7 +69,9 @@ impl LabelSelector {
 
     /// True when `labels` satisfy every term.
     pub fn matches(&self, labels: &Labels) -> bool {
-        self.match_labels.iter().all(|(k, v)| labels.get(k) == Some(v))
+        self.match_labels
+            .iter()
+            .all(|(k, v)| labels.get(k) == Some(v))
             && self.match_expressions.iter().all(|r| {
                 let got = labels.get(&r.key);
                 match r.op {
@@ -93,7 +98,9 @@ impl LabelSelector {
                 other => {
                     return Err(ConvertError::new(
                         format!("{f}.operator"),
-                        format!("unknown operator {other:?} (expected In, NotIn, Exists, DoesNotExist)"),
+                        format!(
+                            "unknown operator {other:?} (expected In, NotIn, Exists, DoesNotExist)"
+                        ),
                     ));
                 }
             };
@@ -113,7 +120,11 @@ impl LabelSelector {
                 }
                 _ => {}
             }
-            out.match_expressions.push(Requirement { key: e.key.clone(), op, values });
+            out.match_expressions.push(Requirement {
+                key: e.key.clone(),
+                op,
+                values,
+            });
         }
         Ok(out)
     }
@@ -127,11 +138,21 @@ impl fmt::Display for LabelSelector {
         let mut parts: Vec<String> = self
             .match_labels
             .iter()
-            .map(|(k, v)| format!("{}={}", crate::sanitize::sanitize(k), crate::sanitize::sanitize(v)))
+            .map(|(k, v)| {
+                format!(
+                    "{}={}",
+                    crate::sanitize::sanitize(k),
+                    crate::sanitize::sanitize(v)
+                )
+            })
             .collect();
         for r in &self.match_expressions {
             let k = crate::sanitize::sanitize(&r.key);
-            let vals: Vec<String> = r.values.iter().map(|v| crate::sanitize::sanitize(v)).collect();
+            let vals: Vec<String> = r
+                .values
+                .iter()
+                .map(|v| crate::sanitize::sanitize(v))
+                .collect();
             parts.push(match r.op {
                 SelectorOp::In => format!("{k} in ({})", vals.join(",")),
                 SelectorOp::NotIn => format!("{k} notin ({})", vals.join(",")),
@@ -317,7 +338,9 @@ impl NetworkPolicy {
                         other => {
                             return Err(ConvertError::new(
                                 format!("spec.policyTypes[{i}]"),
-                                format!("unknown policy type {other:?} (expected Ingress or Egress)"),
+                                format!(
+                                    "unknown policy type {other:?} (expected Ingress or Egress)"
+                                ),
                             ));
                         }
                     }
@@ -376,7 +399,10 @@ fn convert_peers(
                     None => None,
                 },
                 namespace_selector: match &p.namespace_selector {
-                    Some(s) => Some(LabelSelector::from_k8s(&format!("{f}.namespaceSelector"), s)?),
+                    Some(s) => Some(LabelSelector::from_k8s(
+                        &format!("{f}.namespaceSelector"),
+                        s,
+                    )?),
                     None => None,
                 },
             });
@@ -413,9 +439,10 @@ fn convert_ports(
         let protocol = parse_protocol(&format!("{f}.protocol"), p.protocol.as_ref())?;
         let port = match &p.port {
             None => None,
-            Some(IntOrString::Int(n)) => Some(PortSpec::Number(
-                crate::cluster::model::parse_port(&format!("{f}.port"), *n)?,
-            )),
+            Some(IntOrString::Int(n)) => Some(PortSpec::Number(crate::cluster::model::parse_port(
+                &format!("{f}.port"),
+                *n,
+            )?)),
             Some(IntOrString::String(s)) => match s.parse::<i32>() {
                 Ok(n) => Some(PortSpec::Number(crate::cluster::model::parse_port(
                     &format!("{f}.port"),
@@ -446,7 +473,11 @@ fn convert_ports(
                 }
             }
         };
-        out.push(PolicyPort { protocol, port, end_port });
+        out.push(PolicyPort {
+            protocol,
+            port,
+            end_port,
+        });
     }
     Ok(out)
 }
@@ -456,7 +487,10 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> Labels {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn req(key: &str, op: SelectorOp, values: &[&str]) -> LabelSelector {
@@ -481,7 +515,10 @@ mod tests {
         assert!(!req("missing", SelectorOp::In, &["x"]).matches(&l));
         assert!(req("app", SelectorOp::NotIn, &["db"]).matches(&l));
         assert!(!req("app", SelectorOp::NotIn, &["web"]).matches(&l));
-        assert!(req("missing", SelectorOp::NotIn, &["x"]).matches(&l), "NotIn matches absent key");
+        assert!(
+            req("missing", SelectorOp::NotIn, &["x"]).matches(&l),
+            "NotIn matches absent key"
+        );
         assert!(req("tier", SelectorOp::Exists, &[]).matches(&l));
         assert!(!req("missing", SelectorOp::Exists, &[]).matches(&l));
         assert!(req("missing", SelectorOp::DoesNotExist, &[]).matches(&l));
