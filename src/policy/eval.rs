@@ -748,3 +748,223 @@ mod tests {
         assert_eq!(no.egress, DirectionVerdict::NotIsolated);
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use crate::cluster::model::{ClusterDelta, ClusterObject, Namespace, Pod};
+    use crate::policy::types::{LabelSelector, Requirement, SelectorOp};
+    use proptest::prelude::*;
+
+    const NS: [&str; 2] = ["a", "b"];
+
+    fn labels() -> impl Strategy<Value = Labels> {
+        (prop::option::of(0..3u8), prop::option::of(0..2u8)).prop_map(|(app, tier)| {
+            let mut l = Labels::new();
+            if let Some(a) = app {
+                l.insert("app".into(), format!("v{a}"));
+            }
+            if let Some(t) = tier {
+                l.insert("tier".into(), format!("t{t}"));
+            }
+            l
+        })
+    }
+
+    fn selector() -> impl Strategy<Value = LabelSelector> {
+        (labels(), prop::option::of((0..4u8, 0..3u8))).prop_map(|(ml, expr)| LabelSelector {
+            match_labels: ml,
+            match_expressions: expr
+                .map(|(op, v)| {
+                    let op = [
+                        SelectorOp::In,
+                        SelectorOp::NotIn,
+                        SelectorOp::Exists,
+                        SelectorOp::DoesNotExist,
+                    ][op as usize];
+                    let values = match op {
+                        SelectorOp::In | SelectorOp::NotIn => vec![format!("v{v}")],
+                        _ => vec![],
+                    };
+                    vec![Requirement {
+                        key: "app".into(),
+                        op,
+                        values,
+                    }]
+                })
+                .unwrap_or_default(),
+        })
+    }
+
+    fn peer() -> impl Strategy<Value = Peer> {
+        prop_oneof![
+            (prop::option::of(selector()), prop::option::of(selector()))
+                .prop_filter("peer needs a selector", |(p, n)| p.is_some() || n.is_some())
+                .prop_map(|(pod_selector, namespace_selector)| Peer::Pods {
+                    pod_selector,
+                    namespace_selector
+                }),
+            (0..4u8, prop::bool::ANY).prop_map(|(n, exc)| Peer::IpBlock {
+                cidr: format!("10.0.{n}.0/24").parse().unwrap(),
+                except: if exc {
+                    vec![format!("10.0.{n}.0/30").parse().unwrap()]
+                } else {
+                    vec![]
+                },
+            }),
+        ]
+    }
+
+    fn rule() -> impl Strategy<Value = Rule> {
+        let port = (
+            prop::option::of(prop_oneof![
+                (79..82u16).prop_map(PortSpec::Number),
+                Just(PortSpec::Name("http".into())),
+            ]),
+            prop::bool::ANY,
+            0..2u8,
+        )
+            .prop_map(|(port, range, proto)| PolicyPort {
+                protocol: if proto == 0 {
+                    Protocol::Tcp
+                } else {
+                    Protocol::Udp
+                },
+                end_port: match (&port, range) {
+                    (Some(PortSpec::Number(p)), true) => Some(p + 1),
+                    _ => None,
+                },
+                port,
+            });
+        (
+            prop::collection::vec(peer(), 0..3),
+            prop::collection::vec(port, 0..2),
+        )
+            .prop_map(|(peers, ports)| Rule { peers, ports })
+    }
+
+    fn policy() -> impl Strategy<Value = NetworkPolicy> {
+        (
+            0..2usize,
+            selector(),
+            prop::bool::ANY,
+            prop::bool::ANY,
+            prop::collection::vec(rule(), 0..3),
+            prop::collection::vec(rule(), 0..3),
+        )
+            .prop_map(
+                |(ns, pod_selector, ing, eg, ingress, egress)| NetworkPolicy {
+                    namespace: NS[ns].into(),
+                    name: format!("p-{ns}"),
+                    pod_selector,
+                    affects_ingress: ing || !eg,
+                    affects_egress: eg,
+                    ingress,
+                    egress,
+                },
+            )
+    }
+
+    fn cluster() -> impl Strategy<Value = ClusterState> {
+        (
+            prop::collection::vec((0..2usize, labels()), 2..6),
+            labels(),
+            labels(),
+        )
+            .prop_map(|(pods, l0, l1)| {
+                let mut st = ClusterState::new();
+                for (ns, l) in NS.iter().zip([l0, l1]) {
+                    st.apply(ClusterDelta::Apply(ClusterObject::Namespace(
+                        Namespace::new(ns, l),
+                    )));
+                }
+                for (i, (ns, l)) in pods.into_iter().enumerate() {
+                    let mut p = Pod::new(
+                        NS[ns],
+                        &format!("p{i}"),
+                        l,
+                        vec![format!("10.0.{}.{}", i % 4, i).parse().unwrap()],
+                    );
+                    p.ports = vec![ContainerPort {
+                        name: Some("http".into()),
+                        port: 80,
+                        protocol: Protocol::Tcp,
+                    }];
+                    st.apply(ClusterDelta::Apply(ClusterObject::Pod(Box::new(p))));
+                }
+                st
+            })
+    }
+
+    fn named(mut pols: Vec<NetworkPolicy>) -> Vec<NetworkPolicy> {
+        for (i, p) in pols.iter_mut().enumerate() {
+            p.name = format!("p{i}");
+        }
+        pols
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn adding_an_allow_rule_never_denies(
+            st in cluster(),
+            pols in prop::collection::vec(policy(), 0..4),
+            extra in rule(),
+            which in 0..4usize,
+            egress_side in prop::bool::ANY,
+            src in 0..6usize, dst in 0..6usize, port in 79..83u16, udp in prop::bool::ANY,
+        ) {
+            let pols = named(pols);
+            prop_assume!(!pols.is_empty());
+            let n = st.pods.len();
+            let proto = if udp { Protocol::Udp } else { Protocol::Tcp };
+            let before = PolicyEngine::new(&st, &pols);
+            let (s, d) = (EndpointRef::Pod { id: (src % n) as u32, ip: None }, EndpointRef::Pod { id: (dst % n) as u32, ip: None });
+            let v0 = before.verdict_uncached(s, d, port, proto);
+            let mut more = pols.clone();
+            let target = &mut more[which % pols.len()];
+            if egress_side { target.egress.push(extra) } else { target.ingress.push(extra) }
+            let v1 = PolicyEngine::new(&st, &more).verdict_uncached(s, d, port, proto);
+            prop_assert!(!v0.allowed || v1.allowed, "before {v0} after {v1}");
+            prop_assert!(!v0.ingress.allows() || v1.ingress.allows());
+            prop_assert!(!v0.egress.allows() || v1.egress.allows());
+        }
+
+        #[test]
+        fn unselected_pod_is_never_isolated(
+            st in cluster(),
+            pols in prop::collection::vec(policy(), 0..4),
+            peer in 0..6usize, port in 79..83u16,
+        ) {
+            let pols = named(pols);
+            let e = PolicyEngine::new(&st, &pols);
+            let n = e.pods().len();
+            for (id, pod) in e.pods().iter().enumerate() {
+                let selected = pols.iter().any(|p| p.namespace == pod.namespace && p.pod_selector.matches(&pod.labels));
+                if selected { continue; }
+                let me = EndpointRef::Pod { id: id as u32, ip: None };
+                let other = EndpointRef::Pod { id: (peer % n) as u32, ip: None };
+                let out = e.verdict_uncached(me, other, port, Protocol::Tcp);
+                prop_assert_eq!(out.egress, DirectionVerdict::NotIsolated);
+                let inbound = e.verdict_uncached(other, me, port, Protocol::Tcp);
+                prop_assert_eq!(inbound.ingress, DirectionVerdict::NotIsolated);
+            }
+        }
+
+        #[test]
+        fn cache_agrees_with_uncached(
+            st in cluster(),
+            pols in prop::collection::vec(policy(), 0..4),
+            flows in prop::collection::vec((0..6usize, 0..6usize, 79..83u16), 1..20),
+        ) {
+            let mut e = PolicyEngine::new(&st, &named(pols));
+            let n = e.pods().len();
+            for (s, d, port) in flows {
+                let (s, d) = (EndpointRef::Pod { id: (s % n) as u32, ip: None }, EndpointRef::Pod { id: (d % n) as u32, ip: None });
+                let fresh = e.verdict_uncached(s, d, port, Protocol::Tcp);
+                prop_assert_eq!(e.verdict(s, d, port, Protocol::Tcp), &fresh);
+            }
+        }
+    }
+}
