@@ -357,7 +357,7 @@ fn probe_cases(
     let probes = probe["Probes"].as_array().expect("Probes");
     let tables = probe_tables(output);
     assert!(
-        tables.len() >= 3 && tables.len() % 3 == 0,
+        tables.len() >= 3 && tables.len().is_multiple_of(3),
         "{source}: unexpected table layout"
     );
     let mut no_verdict = 0;

@@ -449,7 +449,7 @@ impl IdentityIndex {
         for node in state.nodes.values() {
             idx.add_node(node);
         }
-        idx.cidrs.sort_by(|a, b| b.0.cmp(&a.0));
+        idx.cidrs.sort_by_key(|c| std::cmp::Reverse(c.0));
         for svc in state.services.values() {
             idx.add_service(state, svc);
         }
