@@ -21,7 +21,10 @@ const POLICIES_PER_NS: usize = 10;
 const FLOWS: usize = 1_000_000;
 
 fn lbl(pairs: &[(&str, String)]) -> Labels {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect()
 }
 
 fn cluster() -> ClusterState {
@@ -29,22 +32,37 @@ fn cluster() -> ClusterState {
     for n in 0..NAMESPACES {
         let ns = format!("ns{n}");
         let tier = if n % 2 == 0 { "prod" } else { "dev" };
-        st.apply(ClusterDelta::Apply(ClusterObject::Namespace(Namespace::new(
-            &ns,
-            lbl(&[("env", tier.into()), ("team", format!("t{}", n % 10))]),
-        ))));
+        st.apply(ClusterDelta::Apply(ClusterObject::Namespace(
+            Namespace::new(
+                &ns,
+                lbl(&[("env", tier.into()), ("team", format!("t{}", n % 10))]),
+            ),
+        )));
         for p in 0..PODS_PER_NS {
             let i = n * PODS_PER_NS + p;
-            let ip: IpAddr = format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255).parse().unwrap();
+            let ip: IpAddr = format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255)
+                .parse()
+                .unwrap();
             let mut pod = Pod::new(
                 &ns,
                 &format!("pod{p}"),
-                lbl(&[("app", format!("app{}", p % 10)), ("role", format!("r{}", p % 3))]),
+                lbl(&[
+                    ("app", format!("app{}", p % 10)),
+                    ("role", format!("r{}", p % 3)),
+                ]),
                 vec![ip],
             );
             pod.ports = vec![
-                ContainerPort { name: Some("http".into()), port: 8080, protocol: Protocol::Tcp },
-                ContainerPort { name: Some("metrics".into()), port: 9090, protocol: Protocol::Tcp },
+                ContainerPort {
+                    name: Some("http".into()),
+                    port: 8080,
+                    protocol: Protocol::Tcp,
+                },
+                ContainerPort {
+                    name: Some("metrics".into()),
+                    port: 9090,
+                    protocol: Protocol::Tcp,
+                },
             ];
             st.apply(ClusterDelta::Apply(ClusterObject::Pod(Box::new(pod))));
         }
@@ -69,7 +87,9 @@ fn policies() -> Vec<NetworkPolicy> {
             ));
         }
     }
-    parse_snapshot(&yaml, "bench").expect("bench policies").network_policies()
+    parse_snapshot(&yaml, "bench")
+        .expect("bench policies")
+        .network_policies()
 }
 
 /// Deterministic flows: 1 M lookups over ~20,000 distinct (src, dst, port) keys, the way a
@@ -87,10 +107,16 @@ fn flows(pods: u32) -> Vec<(EndpointRef, EndpointRef, u16)> {
             let s = (next() % pods as u64) as u32;
             let d = (next() % pods as u64) as u32;
             let port = [8080u16, 9090, 8050, 53, 443][(next() % 5) as usize];
-            (EndpointRef::Pod { id: s, ip: None }, EndpointRef::Pod { id: d, ip: None }, port)
+            (
+                EndpointRef::Pod { id: s, ip: None },
+                EndpointRef::Pod { id: d, ip: None },
+                port,
+            )
         })
         .collect();
-    (0..FLOWS).map(|_| distinct[(next() % distinct.len() as u64) as usize]).collect()
+    (0..FLOWS)
+        .map(|_| distinct[(next() % distinct.len() as u64) as usize])
+        .collect()
 }
 
 fn bench(c: &mut Criterion) {
