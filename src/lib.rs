@@ -1,13 +1,16 @@
 //! podwire: what Kubernetes pods and nodes say to each other on the wire.
 //!
-//! The pure core (`frame`, `decode`, `flow`, `engine`) has no I/O, clock or threads; the
-//! shells (`capture`, `cli`, `report`) read files, parse arguments and write output.
+//! The pure core (`frame`, `decode`, `flow`, `engine`, `cluster` model and identity,
+//! `policy`) has no I/O, clock or threads; the shells (`capture`, `cli`, `report`,
+//! `cluster::snapshot`) read files, parse arguments and write output.
 
 pub mod capture;
 pub mod cli;
+pub mod cluster;
 pub mod decode;
 pub mod engine;
 pub mod flow;
 pub mod frame;
+pub mod policy;
 pub mod report;
 pub mod sanitize;
