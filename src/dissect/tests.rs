@@ -1,0 +1,2 @@
+//! Unit tests for the dissection driver.
+use super::*;
