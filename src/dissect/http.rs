@@ -90,6 +90,17 @@ pub(crate) fn detect_http(ctx: &Ctx) -> Parse<Detected> {
             Parse::NotThis
         };
     }
+    if c.starts_with(b"HTTP/1.") {
+        // Picked up mid-stream with the responder taken for the initiator.
+        let mut f = HttpFacts::default();
+        parse_response(c, &mut f);
+        return Parse::Done(Detected::new(
+            App::Http,
+            Encryption::Plaintext,
+            Some(Facts::Http(Box::new(f))),
+            true,
+        ));
+    }
     match request_prefix(c) {
         Parse::NotThis => return Parse::NotThis,
         Parse::NeedMore => return Parse::NeedMore,
@@ -165,6 +176,21 @@ pub(crate) fn detect_http(ctx: &Ctx) -> Parse<Detected> {
         d.complete = true;
         return Parse::Done(d);
     }
+    if f.method.as_deref() == Some("CONNECT") && f.status.is_some_and(|s| (200..300).contains(&s)) {
+        // A proxy tunnel: what follows the heads is usually TLS.
+        let c_tls = c.get(status_len(&status)..).unwrap_or(&[]);
+        let s_tls = response_len(ctx.s2c).map_or(&[][..], |n| &ctx.s2c[n..]);
+        let (up, sni, complete) =
+            super::sql::upgrade_after("http_connect", true, c_tls, s_tls, ctx.c2s_closed);
+        if up.tls.is_some() {
+            d.encryption = Encryption::Encrypted;
+            d.sni = sni;
+        }
+        d.upgrade = Some(up);
+        d.complete = complete || ctx.c2s_closed;
+        d.facts = Some(Facts::Http(Box::new(f)));
+        return Parse::Done(d);
+    }
     d.complete = got_response || ctx.s2c_closed;
     if !d.complete && !ctx.s2c.is_empty() && !ctx.s2c.starts_with(b"HTTP/") {
         // The responder does not speak HTTP: a server-first protocol behind an HTTP-looking
@@ -199,6 +225,23 @@ fn parse_response(s: &[u8], f: &mut HttpFacts) -> bool {
             st.is_complete() || resp.code.is_some()
         }
         Err(_) => false,
+    }
+}
+
+fn status_len(s: &httparse::Status<usize>) -> usize {
+    match s {
+        httparse::Status::Complete(n) => *n,
+        httparse::Status::Partial => usize::MAX,
+    }
+}
+
+/// Length of the first complete response head.
+fn response_len(s: &[u8]) -> Option<usize> {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut resp = httparse::Response::new(&mut headers);
+    match resp.parse(s) {
+        Ok(httparse::Status::Complete(n)) => Some(n),
+        _ => None,
     }
 }
 

@@ -493,6 +493,17 @@ fn quic_version(v: u32) -> String {
 
 pub(crate) fn detect_quic(ctx: &Ctx) -> Parse<Detected> {
     let d = if ctx.c2s.is_empty() { ctx.s2c } else { ctx.c2s };
+    // Google QUIC (Q0xx): public-header version flag then 8-byte CID then "Q0nn".
+    if d.len() >= 13 && d[0] & 0x80 == 0 && d[0] & 0x09 == 0x09 && d[9] == b'Q' && d[10] == b'0'
+        && d[11].is_ascii_digit() && d[12].is_ascii_digit()
+    {
+        return gquic(&d[9..13]);
+    }
+    if d.len() >= 6 && d[0] & 0xc0 == 0xc0 && d[1] == b'Q' && d[2] == b'0'
+        && d[3].is_ascii_digit() && d[4].is_ascii_digit()
+    {
+        return gquic(&d[1..5]);
+    }
     if d.len() < 7 || d[0] & 0xc0 != 0xc0 {
         return Parse::NotThis;
     }
@@ -525,6 +536,21 @@ pub(crate) fn detect_quic(ctx: &Ctx) -> Parse<Detected> {
         },
         dcid_len: dl,
         scid_len: sl,
+    };
+    Parse::Done(Detected::new(
+        App::Quic,
+        Encryption::Encrypted,
+        Some(Facts::Quic(Box::new(f))),
+        true,
+    ))
+}
+
+fn gquic(v: &[u8]) -> Parse<Detected> {
+    let f = QuicFacts {
+        version: sanitize_bytes(v),
+        packet_type: "gquic",
+        dcid_len: 8,
+        scid_len: 0,
     };
     Parse::Done(Detected::new(
         App::Quic,
@@ -601,7 +627,7 @@ fn ike_header(d: &[u8]) -> Option<u8> {
     let len = u32::from_be_bytes([d[24], d[25], d[26], d[27]]) as usize;
     let ok_ver = ver == 0x20 || ver == 0x10;
     let ok_exch = (34..=37).contains(&exch) || (1..=5).contains(&exch) || exch == 32 || exch == 33;
-    (ok_ver && ok_exch && len >= 28 && len <= d.len() + 8 && d[..8] != [0; 8]).then_some(ver >> 4)
+    (ok_ver && ok_exch && len >= 28 && len <= d.len() + 8).then_some(ver >> 4)
 }
 
 /// UDP 4500: non-ESP marker + IKE, or ESP-in-UDP, or NAT keepalive.

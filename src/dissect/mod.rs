@@ -197,7 +197,8 @@ pub enum ByteHint {
 /// MySQL SSL switch, LDAP StartTLS).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Upgrade {
-    /// "starttls", "stls", "auth_tls", "ssl_request", "mysql_ssl", "ldap_starttls", "gssenc_request".
+    /// "starttls", "stls", "auth_tls", "ssl_request", "gssenc_request", "mysql_ssl",
+    /// "ldap_starttls", "http_connect" (a proxy tunnel, TLS inside).
     pub via: &'static str,
     /// True when the server accepted; the flow is then `encrypted`.
     pub accepted: bool,
@@ -780,12 +781,12 @@ impl FlowDissector {
             inner.packets += 1;
         }
         let closed_now = seg.fin;
-        if grew || closed_now {
+        if grew || closed_now || inner.packets >= budget.limits.max_packets {
             self.analyze_tcp(ts_ns, budget);
         }
     }
 
-    fn analyze_tcp(&mut self, ts_ns: u64, _budget: &mut Budget) {
+    fn analyze_tcp(&mut self, ts_ns: u64, budget: &mut Budget) {
         let (iport, rport, transport) = (self.iport, self.rport, self.transport);
         let Some(inner) = self.inner.as_mut() else {
             return;
@@ -805,7 +806,7 @@ impl FlowDissector {
         let hint = port_app(transport, rport).or_else(|| port_app(transport, iport));
         let midstream = c.midstream || s.midstream;
         let both_closed = ctx.c2s_closed && ctx.s2c_closed;
-        let out_of_packets = inner.packets >= 24;
+        let out_of_packets = inner.packets >= budget.limits.max_packets;
         let outcome = run_dissectors(TCP_DISSECTORS, hint, &ctx, true);
         let done = match outcome {
             Parse::Done(d) => {
