@@ -422,7 +422,7 @@ pub struct RedisFacts {
 
 /// Reads one RESP array of bulk strings at `b`; returns the elements and bytes used.
 /// `Err(true)` = need more; `Err(false)` = not RESP.
-fn resp_array(b: &[u8]) -> Result<(Vec<&[u8]>, usize), bool> {
+fn resp_array(b: &[u8], closed: bool) -> Result<(Vec<&[u8]>, usize), bool> {
     fn line(b: &[u8], o: usize) -> Result<(&[u8], usize), bool> {
         let rest = b.get(o..).ok_or(true)?;
         match rest.iter().position(|&x| x == b'\r') {
@@ -463,13 +463,9 @@ fn resp_array(b: &[u8]) -> Result<(Vec<&[u8]>, usize), bool> {
         let (l, o2) = line(b, o + 1)?;
         let l = num(l)?;
         if b.len() < o2 + l + 2 {
-            if out.len() < 2 {
-                // Keep the command name readable even if a big value is cut.
-                if let Some(part) = b.get(o2..) {
-                    out.push(&part[..part.len().min(l)]);
-                }
-            }
-            return if out.is_empty() { Err(true) } else { Ok((out, b.len())) };
+            // A cut element: wait for it, unless no more bytes will come (then a whole
+            // command name is enough).
+            return if out.is_empty() || !closed { Err(true) } else { Ok((out, b.len())) };
         }
         if &b[o2 + l..o2 + l + 2] != b"\r\n" {
             return Err(false);
@@ -501,7 +497,7 @@ pub(crate) fn detect_redis(ctx: &Ctx) -> Parse<Detected> {
         let mut o = 0;
         let mut n = 0;
         while o < c.len() && n < 64 {
-            match resp_array(&c[o..]) {
+            match resp_array(&c[o..], ctx.c2s_closed) {
                 Ok((elems, used)) => {
                     n += 1;
                     if let Some(cmd) = elems.first() {
