@@ -2,6 +2,7 @@
 //! * a real TLS ClientHello (rusticata-tls-parser corpus asset) through a fresh FlowDissector,
 //! * the first HTTP exchange of dpkt's http.pcap (embedded),
 //! * the hot path once the verdict is final (`wants_more()` false → skipped).
+//!
 //! Throughput is reported in bytes/s of payload fed.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -25,9 +26,29 @@ fn client_hello() -> Vec<u8> {
 
 fn flow(c2s: &[u8], s2c: &[u8], rport: u16, budget: &mut Budget) -> bool {
     let mut d = FlowDissector::new(Transport::Tcp, 40000, rport);
-    d.on_packet(Dir::ToResponder, Segment { seq: Some(1), syn: false, fin: false, payload: c2s }, 1, budget);
+    d.on_packet(
+        Dir::ToResponder,
+        Segment {
+            seq: Some(1),
+            syn: false,
+            fin: false,
+            payload: c2s,
+        },
+        1,
+        budget,
+    );
     if d.wants_more() && !s2c.is_empty() {
-        d.on_packet(Dir::ToInitiator, Segment { seq: Some(9), syn: false, fin: false, payload: s2c }, 2, budget);
+        d.on_packet(
+            Dir::ToInitiator,
+            Segment {
+                seq: Some(9),
+                syn: false,
+                fin: false,
+                payload: s2c,
+            },
+            2,
+            budget,
+        );
     }
     d.result().sni.is_some()
 }
@@ -37,22 +58,54 @@ fn benches(c: &mut Criterion) {
     let mut budget = Budget::default();
     let mut g = c.benchmark_group("dissect");
     g.throughput(Throughput::Bytes(ch.len() as u64));
-    g.bench_function("tls_client_hello", |b| b.iter(|| flow(black_box(&ch), &[], 443, &mut budget)));
+    g.bench_function("tls_client_hello", |b| {
+        b.iter(|| flow(black_box(&ch), &[], 443, &mut budget))
+    });
     g.throughput(Throughput::Bytes((HTTP_REQ.len() + HTTP_RESP.len()) as u64));
     g.bench_function("http_exchange", |b| {
         b.iter(|| flow(black_box(HTTP_REQ), black_box(HTTP_RESP), 80, &mut budget))
     });
     // Hot path after the verdict: one branch.
     let mut done = FlowDissector::new(Transport::Tcp, 40000, 80);
-    done.on_packet(Dir::ToResponder, Segment { seq: Some(1), syn: false, fin: false, payload: HTTP_REQ }, 1, &mut budget);
-    done.on_packet(Dir::ToInitiator, Segment { seq: Some(9), syn: false, fin: false, payload: HTTP_RESP }, 2, &mut budget);
+    done.on_packet(
+        Dir::ToResponder,
+        Segment {
+            seq: Some(1),
+            syn: false,
+            fin: false,
+            payload: HTTP_REQ,
+        },
+        1,
+        &mut budget,
+    );
+    done.on_packet(
+        Dir::ToInitiator,
+        Segment {
+            seq: Some(9),
+            syn: false,
+            fin: false,
+            payload: HTTP_RESP,
+        },
+        2,
+        &mut budget,
+    );
     assert!(!done.wants_more());
     g.throughput(Throughput::Bytes(1460));
     let pkt = [0u8; 1460];
     g.bench_function("after_verdict_skip", |b| {
         b.iter(|| {
             if done.wants_more() {
-                done.on_packet(Dir::ToResponder, Segment { seq: Some(1), syn: false, fin: false, payload: &pkt }, 3, &mut budget);
+                done.on_packet(
+                    Dir::ToResponder,
+                    Segment {
+                        seq: Some(1),
+                        syn: false,
+                        fin: false,
+                        payload: &pkt,
+                    },
+                    3,
+                    &mut budget,
+                );
             }
             black_box(done.result().app)
         })

@@ -30,10 +30,18 @@ fn no_panic_on_corpus_and_budget_returns() {
                     serde_json::to_string(f.dissector.result()).unwrap_or_default()
                 );
             }
-            println!("budget stats: {:?} in_use {}", budget.stats, budget.in_use());
+            println!(
+                "budget stats: {:?} in_use {}",
+                budget.stats,
+                budget.in_use()
+            );
         }
         drop(flows);
         assert_eq!(budget.in_use(), 0, "budget leak in {}", path.display());
     }
-    println!("{} captures, {} flows dissected without panic", files.len(), flows_total);
+    println!(
+        "{} captures, {} flows dissected without panic",
+        files.len(),
+        flows_total
+    );
 }

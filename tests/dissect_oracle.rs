@@ -21,9 +21,30 @@ use serde_json::Value;
 
 /// tshark app names podwire also produces.
 const COMPARABLE: &[&str] = &[
-    "tls", "http", "http2", "grpc", "dns", "ssh", "postgres", "mysql", "redis", "mongodb",
-    "kafka", "amqp", "mqtt", "memcached", "ldap", "smtp", "imap", "pop3", "ftp", "telnet",
-    "quic", "dtls", "wireguard", "ike",
+    "tls",
+    "http",
+    "http2",
+    "grpc",
+    "dns",
+    "ssh",
+    "postgres",
+    "mysql",
+    "redis",
+    "mongodb",
+    "kafka",
+    "amqp",
+    "mqtt",
+    "memcached",
+    "ldap",
+    "smtp",
+    "imap",
+    "pop3",
+    "ftp",
+    "telnet",
+    "quic",
+    "dtls",
+    "wireguard",
+    "ike",
 ];
 
 fn our_app(info: &AppInfo) -> &'static str {
@@ -42,7 +63,11 @@ struct Score {
 impl Score {
     fn ratio(&self) -> f64 {
         let n = self.agree + self.disagree;
-        if n == 0 { 1.0 } else { self.agree as f64 / n as f64 }
+        if n == 0 {
+            1.0
+        } else {
+            self.agree as f64 / n as f64
+        }
     }
 }
 
@@ -107,7 +132,13 @@ fn oracle_agreement() {
                     sni.agree += 1;
                 } else {
                     sni.disagree += 1;
-                    sni_misses.push(format!("{} {:?}: tshark {:?}, ours {:?}", rel.display(), key, osni, got));
+                    sni_misses.push(format!(
+                        "{} {:?}: tshark {:?}, ours {:?}",
+                        rel.display(),
+                        key,
+                        osni,
+                        got
+                    ));
                 }
             }
             // App.
@@ -168,7 +199,10 @@ fn oracle_agreement() {
     }
     assert!(sni.ratio() >= 0.95, "SNI agreement too low: {sni:?}");
     assert!(app.ratio() >= 0.93, "app agreement too low: {app:?}");
-    assert_eq!(explained, app.disagree, "unexplained app disagreements (see 'app miss')");
+    assert_eq!(
+        explained, app.disagree,
+        "unexplained app disagreements (see 'app miss')"
+    );
 }
 
 /// Captures where tshark and podwire legitimately differ, with the reason.
@@ -176,26 +210,59 @@ const KNOWN: &[(&str, &str)] = &[
     // Mid-stream captures: no handshake/greeting/request start in the capture; tshark labels
     // by port (SSH on 22, MQTT on 1883, SMTP/FTP QUIT only) or resynchronises on a later
     // message; podwire reports unknown + port_hint rather than guessing.
-    ("tcpdump/tests/kday3.pcap", "ssh midstream, encrypted packets only"),
-    ("tcpdump/tests/mptcp-v0.pcap", "ssh midstream (MPTCP subflow), encrypted packets only"),
-    ("mqtt-midstream-split/mqtt-midstream-split.pcap", "mqtt midstream, PUBLISH split"),
+    (
+        "tcpdump/tests/kday3.pcap",
+        "ssh midstream, encrypted packets only",
+    ),
+    (
+        "tcpdump/tests/mptcp-v0.pcap",
+        "ssh midstream (MPTCP subflow), encrypted packets only",
+    ),
+    (
+        "mqtt-midstream-split/mqtt-midstream-split.pcap",
+        "mqtt midstream, PUBLISH split",
+    ),
     ("mqtt-ping/input.pcap", "only PINGREQ/PINGRESP, no CONNECT"),
     ("smtp-quit/input.pcap", "only QUIT / 221, no greeting"),
     ("ftp-quit/input.pcap", "only QUIT / 221, no greeting"),
-    ("dcerpc-request-http-response/input.pcap", "DCERPC request answered by HTTP: mixed"),
-    ("bug-7657-01/input.pcap", "starts mid-body; tshark resynchronises on a later request"),
+    (
+        "dcerpc-request-http-response/input.pcap",
+        "DCERPC request answered by HTTP: mixed",
+    ),
+    (
+        "bug-7657-01/input.pcap",
+        "starts mid-body; tshark resynchronises on a later request",
+    ),
     ("bug-7657-02-ips/input.pcap", "same capture as bug-7657-01"),
     // Deliberately malformed DNS (tests of invalid opcode / bad labels / forward pointers):
     // tshark labels by port 53, podwire's DNS parser rejects them.
     ("dns/dns-invalid-opcode/input.pcap", "opcode 15 is invalid"),
-    ("dns/v2/dns-invalid-opcode/input.pcap", "opcode 15 is invalid"),
+    (
+        "dns/v2/dns-invalid-opcode/input.pcap",
+        "opcode 15 is invalid",
+    ),
     ("tcpdump/tests/dns-badlabel.pcap", "bad label type"),
-    ("tcpdump/tests/dns_fwdptr.pcap", "forward compression pointer (loop guard)"),
-    ("tcpdump/tests/resp_4_infiniteloop.pcapng", "malformed RESP fuzz case on port 6379"),
+    (
+        "tcpdump/tests/dns_fwdptr.pcap",
+        "forward compression pointer (loop guard)",
+    ),
+    (
+        "tcpdump/tests/resp_4_infiniteloop.pcapng",
+        "malformed RESP fuzz case on port 6379",
+    ),
     // tshark's port-based labels where the content is something else.
-    ("tcpdump/tests/nfs-write-verf-cookie.pcapng", "NFS on port 993: tshark says tls by port"),
-    ("tcpdump/tests/someip1.pcap", "SOME/IP, tshark's DNS heuristic misfires"),
-    ("http2-compression-bug/input.pcap", "cleartext h2 prior-knowledge on port 443"),
+    (
+        "tcpdump/tests/nfs-write-verf-cookie.pcapng",
+        "NFS on port 993: tshark says tls by port",
+    ),
+    (
+        "tcpdump/tests/someip1.pcap",
+        "SOME/IP, tshark's DNS heuristic misfires",
+    ),
+    (
+        "http2-compression-bug/input.pcap",
+        "cleartext h2 prior-knowledge on port 443",
+    ),
 ];
 
 /// Disagreements that are tshark's labelling choice, not a podwire error.
@@ -264,7 +331,10 @@ fn suricata_expectations() {
                     && let Some(host) = &h.host
                 {
                     let h = if host.starts_with('[') {
-                        host.split(']').next().map(|x| format!("{x}]")).unwrap_or_default()
+                        host.split(']')
+                            .next()
+                            .map(|x| format!("{x}]"))
+                            .unwrap_or_default()
                     } else {
                         host.split(':').next().unwrap_or("").to_string()
                     };
@@ -274,7 +344,11 @@ fn suricata_expectations() {
         }
         for (kind, v) in wanted {
             total += 1;
-            let hit = if kind == "sni" { snis.contains(&v) } else { hosts.contains(&v) };
+            let hit = if kind == "sni" {
+                snis.contains(&v)
+            } else {
+                hosts.contains(&v)
+            };
             if hit {
                 found += 1;
             } else {

@@ -54,7 +54,9 @@ pub fn read_packets(path: &Path) -> Vec<(i32, u64, Vec<u8>)> {
                         ts_res_ns = if h.is_nanosecond_precision() { 1 } else { 1000 };
                     }
                     PcapBlockOwned::Legacy(b) => {
-                        let ts = (b.ts_sec as u64).wrapping_mul(1_000_000_000).wrapping_add((b.ts_usec as u64).wrapping_mul(ts_res_ns));
+                        let ts = (b.ts_sec as u64)
+                            .wrapping_mul(1_000_000_000)
+                            .wrapping_add((b.ts_usec as u64).wrapping_mul(ts_res_ns));
                         out.push((legacy_lt, ts, b.data.to_vec()));
                     }
                     PcapBlockOwned::NG(Block::SectionHeader(_)) => linktypes.clear(),
@@ -63,7 +65,8 @@ pub fn read_packets(path: &Path) -> Vec<(i32, u64, Vec<u8>)> {
                     }
                     PcapBlockOwned::NG(Block::EnhancedPacket(epb)) => {
                         let lt = linktypes.get(epb.if_id as usize).copied().unwrap_or(1);
-                        let ts = ((epb.ts_high as u64) << 32 | epb.ts_low as u64).wrapping_mul(1000);
+                        let ts =
+                            ((epb.ts_high as u64) << 32 | epb.ts_low as u64).wrapping_mul(1000);
                         let len = (epb.caplen as usize).min(epb.data.len());
                         out.push((lt, ts, epb.data[..len].to_vec()));
                     }
@@ -174,7 +177,11 @@ pub fn dissect_file(path: &Path) -> (BTreeMap<FlowKey, TestFlow>, Budget) {
                 b,
                 initiator_is_a,
                 dissector: FlowDissector::new(
-                    if proto == "tcp" { Transport::Tcp } else { Transport::Udp },
+                    if proto == "tcp" {
+                        Transport::Tcp
+                    } else {
+                        Transport::Udp
+                    },
                     ip,
                     rp,
                 ),
@@ -209,7 +216,9 @@ pub fn captures(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in rd.flatten() {
             let p = e.path();
             if p.is_dir() {

@@ -256,11 +256,9 @@ pub(crate) fn parse_message(msg: &[u8]) -> DnsMsg {
             _ => None,
         };
         match rd {
-            Some(rdata) if f.answers.len() < MAX_ANSWERS => f.answers.push(DnsAnswer {
-                name,
-                rdata,
-                ttl,
-            }),
+            Some(rdata) if f.answers.len() < MAX_ANSWERS => {
+                f.answers.push(DnsAnswer { name, rdata, ttl })
+            }
             Some(_) => {}
             None => f.other_answers += 1,
         }

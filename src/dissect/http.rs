@@ -45,9 +45,29 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 fn method_ok(m: &[u8]) -> bool {
     const METHODS: &[&[u8]] = &[
-        b"GET", b"POST", b"PUT", b"HEAD", b"DELETE", b"OPTIONS", b"PATCH", b"TRACE", b"CONNECT",
-        b"PROPFIND", b"PROPPATCH", b"MKCOL", b"COPY", b"MOVE", b"LOCK", b"UNLOCK", b"REPORT",
-        b"SEARCH", b"NOTIFY", b"SUBSCRIBE", b"M-SEARCH", b"PURGE", b"MKCALENDAR",
+        b"GET",
+        b"POST",
+        b"PUT",
+        b"HEAD",
+        b"DELETE",
+        b"OPTIONS",
+        b"PATCH",
+        b"TRACE",
+        b"CONNECT",
+        b"PROPFIND",
+        b"PROPPATCH",
+        b"MKCOL",
+        b"COPY",
+        b"MOVE",
+        b"LOCK",
+        b"UNLOCK",
+        b"REPORT",
+        b"SEARCH",
+        b"NOTIFY",
+        b"SUBSCRIBE",
+        b"M-SEARCH",
+        b"PURGE",
+        b"MKCALENDAR",
     ];
     METHODS.contains(&m)
 }
@@ -155,9 +175,11 @@ pub(crate) fn detect_http(ctx: &Ctx) -> Parse<Detected> {
             } else {
                 (CredKind::HttpOtherAuth, v)
             };
-            d.creds.push((kind, Dir::ToResponder, redact(secret.trim_ascii())));
+            d.creds
+                .push((kind, Dir::ToResponder, redact(secret.trim_ascii())));
         } else if name.eq_ignore_ascii_case("cookie") {
-            d.creds.push((CredKind::Cookie, Dir::ToResponder, redact(h.value)));
+            d.creds
+                .push((CredKind::Cookie, Dir::ToResponder, redact(h.value)));
         }
     }
     let got_response = parse_response(ctx.s2c, &mut f);
@@ -217,8 +239,7 @@ fn parse_response(s: &[u8], f: &mut HttpFacts) -> bool {
             for h in resp.headers.iter() {
                 if h.name.eq_ignore_ascii_case("server") {
                     f.server = Some(header_str(h.value));
-                } else if h.name.eq_ignore_ascii_case("content-type") && f.content_type.is_none()
-                {
+                } else if h.name.eq_ignore_ascii_case("content-type") && f.content_type.is_none() {
                     f.content_type = Some(header_str(h.value));
                 }
             }

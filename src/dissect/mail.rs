@@ -32,11 +32,17 @@ fn lines(b: &[u8]) -> impl Iterator<Item = &[u8]> {
 /// Complete lines only (the last piece without a newline is dropped).
 fn complete_lines(b: &[u8]) -> Vec<&[u8]> {
     let end = b.iter().rposition(|&x| x == b'\n').map_or(0, |n| n + 1);
-    lines(&b[..end]).filter(|l| !l.is_empty()).take(64).collect()
+    lines(&b[..end])
+        .filter(|l| !l.is_empty())
+        .take(64)
+        .collect()
 }
 
 fn upper_word(l: &[u8]) -> Vec<u8> {
-    l.split(|&b| b == b' ').next().unwrap_or(&[]).to_ascii_uppercase()
+    l.split(|&b| b == b' ')
+        .next()
+        .unwrap_or(&[])
+        .to_ascii_uppercase()
 }
 
 fn starts_ci(l: &[u8], p: &[u8]) -> bool {
@@ -69,9 +75,17 @@ pub(crate) fn detect_mail(ctx: &Ctx) -> Parse<Detected> {
     let first = match first_end {
         Some(n) => s[..n].strip_suffix(b"\r").unwrap_or(&s[..n]),
         None => {
-            let possible = [&b"220"[..], b"+OK", b"* OK", b"* PREAUTH", b"* BYE", b"421", b"120"]
-                .iter()
-                .any(|p| p.starts_with(&s[..s.len().min(p.len())]) || s.starts_with(p));
+            let possible = [
+                &b"220"[..],
+                b"+OK",
+                b"* OK",
+                b"* PREAUTH",
+                b"* BYE",
+                b"421",
+                b"120",
+            ]
+            .iter()
+            .any(|p| p.starts_with(&s[..s.len().min(p.len())]) || s.starts_with(p));
             return if possible && s.len() < 512 && !ctx.s2c_closed {
                 Parse::NeedMore
             } else {
@@ -81,7 +95,10 @@ pub(crate) fn detect_mail(ctx: &Ctx) -> Parse<Detected> {
     };
     let app = if starts_ci(first, b"+OK") {
         App::Pop3
-    } else if starts_ci(first, b"* OK") || starts_ci(first, b"* PREAUTH") || starts_ci(first, b"* BYE") {
+    } else if starts_ci(first, b"* OK")
+        || starts_ci(first, b"* PREAUTH")
+        || starts_ci(first, b"* BYE")
+    {
         App::Imap
     } else if first.len() >= 3
         && (first.starts_with(b"220") || first.starts_with(b"421") || first.starts_with(b"120"))
@@ -89,10 +106,19 @@ pub(crate) fn detect_mail(ctx: &Ctx) -> Parse<Detected> {
     {
         let cwords: Vec<Vec<u8>> = complete_lines(c).iter().map(|l| upper_word(l)).collect();
         let has = |w: &[u8]| cwords.iter().any(|x| x == w);
-        if contains_ci(first, b"FTP") || has(b"USER") || has(b"SYST") || has(b"FEAT") || has(b"PASV") || has(b"PORT")
+        if contains_ci(first, b"FTP")
+            || has(b"USER")
+            || has(b"SYST")
+            || has(b"FEAT")
+            || has(b"PASV")
+            || has(b"PORT")
         {
             App::Ftp
-        } else if contains_ci(first, b"SMTP") || contains_ci(first, b"MAIL") || has(b"EHLO") || has(b"HELO") || has(b"MAIL")
+        } else if contains_ci(first, b"SMTP")
+            || contains_ci(first, b"MAIL")
+            || has(b"EHLO")
+            || has(b"HELO")
+            || has(b"MAIL")
         {
             App::Smtp
         } else if ctx.port_is(&[21, 990]) {
@@ -122,7 +148,8 @@ pub(crate) fn detect_mail(ctx: &Ctx) -> Parse<Detected> {
     let s_clear = &s[..s_tls_at.unwrap_or(s.len())];
     let s_lines = complete_lines(s_clear);
     f.starttls_offered = s_lines.iter().any(|l| {
-        contains_ci(l, b"STARTTLS") || (app == App::Pop3 && contains_ci(l, b"STLS"))
+        contains_ci(l, b"STARTTLS")
+            || (app == App::Pop3 && contains_ci(l, b"STLS"))
             || (app == App::Ftp && contains_ci(l, b"AUTH TLS"))
     });
 
@@ -148,7 +175,10 @@ pub(crate) fn detect_mail(ctx: &Ctx) -> Parse<Detected> {
             let rest = &l[w0.len().min(l.len())..];
             (w0.to_ascii_uppercase(), rest.trim_ascii())
         };
-        if verb.is_empty() || verb.len() > 16 || !verb.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-') {
+        if verb.is_empty()
+            || verb.len() > 16
+            || !verb.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+        {
             continue;
         }
         let vs = String::from_utf8_lossy(&verb).into_owned();
@@ -176,24 +206,40 @@ pub(crate) fn detect_mail(ctx: &Ctx) -> Parse<Detected> {
                     _ => pending_auth = Some(kind),
                 }
             }
-            (App::Ftp, b"USER") => d.creds.push((CredKind::FtpUser, Dir::ToResponder, redact(arg))),
-            (App::Ftp, b"PASS") => d.creds.push((CredKind::FtpPass, Dir::ToResponder, redact(arg))),
-            (App::Pop3, b"USER") => d.creds.push((CredKind::Pop3User, Dir::ToResponder, redact(arg))),
-            (App::Pop3, b"PASS") => d.creds.push((CredKind::Pop3Pass, Dir::ToResponder, redact(arg))),
-            (App::Pop3, b"APOP") => d.creds.push((CredKind::Pop3Apop, Dir::ToResponder, redact(arg))),
+            (App::Ftp, b"USER") => d
+                .creds
+                .push((CredKind::FtpUser, Dir::ToResponder, redact(arg))),
+            (App::Ftp, b"PASS") => d
+                .creds
+                .push((CredKind::FtpPass, Dir::ToResponder, redact(arg))),
+            (App::Pop3, b"USER") => {
+                d.creds
+                    .push((CredKind::Pop3User, Dir::ToResponder, redact(arg)))
+            }
+            (App::Pop3, b"PASS") => {
+                d.creds
+                    .push((CredKind::Pop3Pass, Dir::ToResponder, redact(arg)))
+            }
+            (App::Pop3, b"APOP") => {
+                d.creds
+                    .push((CredKind::Pop3Apop, Dir::ToResponder, redact(arg)))
+            }
             (App::Imap, b"LOGIN") => {
                 let pass = arg.rsplit(|&b| b == b' ').next().unwrap_or(&[]);
                 let pass = pass.strip_prefix(b"\"").unwrap_or(pass);
                 let pass = pass.strip_suffix(b"\"").unwrap_or(pass);
-                d.creds.push((CredKind::ImapLogin, Dir::ToResponder, redact(pass)));
+                d.creds
+                    .push((CredKind::ImapLogin, Dir::ToResponder, redact(pass)));
             }
             (App::Imap, b"AUTHENTICATE") => {
                 let mut it = arg.splitn(2, |&b| b == b' ');
                 let _mech = it.next();
                 match it.next() {
-                    Some(initial) if !initial.is_empty() => {
-                        d.creds.push((CredKind::ImapAuthenticate, Dir::ToResponder, redact(initial)))
-                    }
+                    Some(initial) if !initial.is_empty() => d.creds.push((
+                        CredKind::ImapAuthenticate,
+                        Dir::ToResponder,
+                        redact(initial),
+                    )),
                     _ => pending_auth = Some(CredKind::ImapAuthenticate),
                 }
             }
@@ -210,7 +256,10 @@ pub(crate) fn detect_mail(ctx: &Ctx) -> Parse<Detected> {
             s_lines.last().copied()
         } else {
             // No TLS yet: only trust a reply when the client has nothing after the command.
-            if c_tls_at.is_none() && c_clear.len() > c_lines.iter().map(|l| l.len()).sum::<usize>() + 2 * c_lines.len() {
+            if c_tls_at.is_none()
+                && c_clear.len()
+                    > c_lines.iter().map(|l| l.len()).sum::<usize>() + 2 * c_lines.len()
+            {
                 None
             } else {
                 s_lines.last().copied()

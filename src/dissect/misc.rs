@@ -37,7 +37,11 @@ fn ssh_banner(b: &[u8], closed: bool) -> Result<Option<&[u8]>, ()> {
     for _ in 0..8 {
         let rest = &b[off..];
         if rest.len() < P.len() {
-            return if P.starts_with(rest) && !closed { Ok(None) } else { Err(()) };
+            return if P.starts_with(rest) && !closed {
+                Ok(None)
+            } else {
+                Err(())
+            };
         }
         let eol = rest.iter().position(|&x| x == b'\n');
         if rest.starts_with(P) {
@@ -47,7 +51,12 @@ fn ssh_banner(b: &[u8], closed: bool) -> Result<Option<&[u8]>, ()> {
                 None => Ok(Some(&rest[..rest.len().min(255)])),
             };
         }
-        if off == 0 && !rest.iter().take(64).all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace()) {
+        if off == 0
+            && !rest
+                .iter()
+                .take(64)
+                .all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace())
+        {
             return Err(());
         }
         match eol {
@@ -62,8 +71,16 @@ fn ssh_banner(b: &[u8], closed: bool) -> Result<Option<&[u8]>, ()> {
 }
 
 pub(crate) fn detect_ssh(ctx: &Ctx) -> Parse<Detected> {
-    let cb = if ctx.c2s.is_empty() { Ok(None) } else { ssh_banner(ctx.c2s, ctx.c2s_closed) };
-    let sb = if ctx.s2c.is_empty() { Ok(None) } else { ssh_banner(ctx.s2c, ctx.s2c_closed) };
+    let cb = if ctx.c2s.is_empty() {
+        Ok(None)
+    } else {
+        ssh_banner(ctx.c2s, ctx.c2s_closed)
+    };
+    let sb = if ctx.s2c.is_empty() {
+        Ok(None)
+    } else {
+        ssh_banner(ctx.s2c, ctx.s2c_closed)
+    };
     // Client data must itself start with SSH- (clients send no preamble).
     let cb = match (cb, ctx.c2s.first()) {
         (Ok(x), Some(b'S')) | (Ok(x), None) => Ok(x),
@@ -117,7 +134,11 @@ pub(crate) fn detect_amqp(ctx: &Ctx) -> Parse<Detected> {
     const P: &[u8] = b"AMQP";
     if c.len() < 8 {
         let n = c.len().min(4);
-        return if c[..n] == P[..n] && !ctx.c2s_closed { Parse::NeedMore } else { Parse::NotThis };
+        return if c[..n] == P[..n] && !ctx.c2s_closed {
+            Parse::NeedMore
+        } else {
+            Parse::NotThis
+        };
     }
     if !c.starts_with(P) {
         return Parse::NotThis;
@@ -133,8 +154,14 @@ pub(crate) fn detect_amqp(ctx: &Ctx) -> Parse<Detected> {
     };
     let mut d = Detected::new(
         App::Amqp,
-        if version == "1.0-tls" { Encryption::Encrypted } else { Encryption::Plaintext },
-        Some(Facts::Amqp(Box::new(AmqpFacts { version: version.into() }))),
+        if version == "1.0-tls" {
+            Encryption::Encrypted
+        } else {
+            Encryption::Plaintext
+        },
+        Some(Facts::Amqp(Box::new(AmqpFacts {
+            version: version.into(),
+        }))),
         false,
     );
     // Connection.Start-Ok with PLAIN: "\0user\0password" after the mechanism.
@@ -142,10 +169,18 @@ pub(crate) fn detect_amqp(ctx: &Ctx) -> Parse<Detected> {
         let after = &c[pos + 5..];
         if let Some(z) = after.iter().position(|&b| b == 0) {
             let resp = &after[z..];
-            let pass = resp.iter().skip(1).position(|&b| b == 0).map(|n| &resp[n + 2..]);
+            let pass = resp
+                .iter()
+                .skip(1)
+                .position(|&b| b == 0)
+                .map(|n| &resp[n + 2..]);
             if let Some(p) = pass {
-                let end = p.iter().position(|&b| b == 0xce || b == 0).unwrap_or(p.len());
-                d.creds.push((CredKind::AmqpPlain, Dir::ToResponder, redact(&p[..end])));
+                let end = p
+                    .iter()
+                    .position(|&b| b == 0xce || b == 0)
+                    .unwrap_or(p.len());
+                d.creds
+                    .push((CredKind::AmqpPlain, Dir::ToResponder, redact(&p[..end])));
             }
         }
         d.complete = true;
@@ -171,7 +206,11 @@ pub struct MqttFacts {
 pub(crate) fn detect_mqtt(ctx: &Ctx) -> Parse<Detected> {
     let c = ctx.c2s;
     let Some(&first) = c.first() else {
-        return if ctx.s2c.is_empty() { Parse::NeedMore } else { Parse::NotThis };
+        return if ctx.s2c.is_empty() {
+            Parse::NeedMore
+        } else {
+            Parse::NotThis
+        };
     };
     if first != 0x10 {
         return Parse::NotThis;
@@ -181,7 +220,11 @@ pub(crate) fn detect_mqtt(ctx: &Ctx) -> Parse<Detected> {
     let mut i = 1;
     loop {
         let Some(&b) = c.get(i) else {
-            return if ctx.c2s_closed { Parse::NotThis } else { Parse::NeedMore };
+            return if ctx.c2s_closed {
+                Parse::NotThis
+            } else {
+                Parse::NeedMore
+            };
         };
         len |= ((b & 0x7f) as usize) << (7 * (i - 1));
         i += 1;
@@ -195,13 +238,21 @@ pub(crate) fn detect_mqtt(ctx: &Ctx) -> Parse<Detected> {
     let body = &c[i..];
     let want = [0u8, 4, b'M', b'Q', b'T', b'T'];
     let want31 = [0u8, 6, b'M', b'Q', b'I', b's', b'd', b'p'];
-    let hdr = if body.len() >= 2 && body[1] == 6 { &want31[..] } else { &want[..] };
+    let hdr = if body.len() >= 2 && body[1] == 6 {
+        &want31[..]
+    } else {
+        &want[..]
+    };
     let n = body.len().min(hdr.len());
     if body[..n] != hdr[..n] {
         return Parse::NotThis;
     }
     if body.len() < hdr.len() + 4 {
-        return if ctx.c2s_closed { Parse::NotThis } else { Parse::NeedMore };
+        return if ctx.c2s_closed {
+            Parse::NotThis
+        } else {
+            Parse::NeedMore
+        };
     }
     let level = body[hdr.len()];
     let flags = body[hdr.len() + 1];
@@ -235,7 +286,8 @@ pub(crate) fn detect_mqtt(ctx: &Ctx) -> Parse<Detected> {
     };
     let mut d = Detected::new(App::Mqtt, Encryption::Plaintext, None, !ctx.s2c.is_empty());
     if f.password_present {
-        d.creds.push((CredKind::MqttPassword, Dir::ToResponder, "…".to_string()));
+        d.creds
+            .push((CredKind::MqttPassword, Dir::ToResponder, "…".to_string()));
     }
     d.facts = Some(Facts::Mqtt(Box::new(f)));
     Parse::Done(d)
@@ -362,7 +414,8 @@ pub(crate) fn detect_ldap(ctx: &Ctx) -> Parse<Detected> {
                     if t == 0x80 {
                         f.bind_auth = Some("simple");
                         if !pw.is_empty() {
-                            d.creds.push((CredKind::LdapSimpleBind, Dir::ToResponder, redact(pw)));
+                            d.creds
+                                .push((CredKind::LdapSimpleBind, Dir::ToResponder, redact(pw)));
                         }
                     } else if t == 0xa3 {
                         f.bind_auth = Some("sasl");
@@ -440,8 +493,11 @@ pub(crate) fn detect_telnet(ctx: &Ctx) -> Parse<Detected> {
     let s_ok = starts(ctx.s2c);
     if !c_ok && !s_ok {
         let maybe = |b: &[u8]| b.is_empty() || b == [0xff];
-        return if maybe(ctx.c2s) && maybe(ctx.s2c) && !(ctx.c2s.is_empty() && ctx.s2c.is_empty() && ctx.c2s_closed) {
-            if ctx.c2s.is_empty() && ctx.s2c.is_empty() { Parse::NeedMore } else { Parse::NeedMore }
+        return if maybe(ctx.c2s)
+            && maybe(ctx.s2c)
+            && !(ctx.c2s.is_empty() && ctx.s2c.is_empty() && ctx.c2s_closed)
+        {
+            Parse::NeedMore
         } else {
             Parse::NotThis
         };
@@ -450,7 +506,9 @@ pub(crate) fn detect_telnet(ctx: &Ctx) -> Parse<Detected> {
     let contains = |h: &[u8], n: &[u8]| h.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n));
     let f = TelnetFacts {
         negotiations: iac_count(ctx.c2s) + iac_count(s),
-        login_prompt: contains(s, b"login:") || contains(s, b"password:") || contains(s, b"username:"),
+        login_prompt: contains(s, b"login:")
+            || contains(s, b"password:")
+            || contains(s, b"username:"),
     };
     let mut d = Detected::new(App::Telnet, Encryption::Plaintext, None, false);
     if contains(s, b"password:") {
@@ -458,7 +516,8 @@ pub(crate) fn detect_telnet(ctx: &Ctx) -> Parse<Detected> {
         // after negotiation means a login crossed in clear. The secret is not located.
         let typed = ctx.c2s.iter().filter(|b| b.is_ascii_graphic()).count();
         if typed >= 2 {
-            d.creds.push((CredKind::TelnetLogin, Dir::ToResponder, "…".to_string()));
+            d.creds
+                .push((CredKind::TelnetLogin, Dir::ToResponder, "…".to_string()));
             d.complete = true;
         }
     }
@@ -494,13 +553,22 @@ fn quic_version(v: u32) -> String {
 pub(crate) fn detect_quic(ctx: &Ctx) -> Parse<Detected> {
     let d = if ctx.c2s.is_empty() { ctx.s2c } else { ctx.c2s };
     // Google QUIC (Q0xx): public-header version flag then 8-byte CID then "Q0nn".
-    if d.len() >= 13 && d[0] & 0x80 == 0 && d[0] & 0x09 == 0x09 && d[9] == b'Q' && d[10] == b'0'
-        && d[11].is_ascii_digit() && d[12].is_ascii_digit()
+    if d.len() >= 13
+        && d[0] & 0x80 == 0
+        && d[0] & 0x09 == 0x09
+        && d[9] == b'Q'
+        && d[10] == b'0'
+        && d[11].is_ascii_digit()
+        && d[12].is_ascii_digit()
     {
         return gquic(&d[9..13]);
     }
-    if d.len() >= 6 && d[0] & 0xc0 == 0xc0 && d[1] == b'Q' && d[2] == b'0'
-        && d[3].is_ascii_digit() && d[4].is_ascii_digit()
+    if d.len() >= 6
+        && d[0] & 0xc0 == 0xc0
+        && d[1] == b'Q'
+        && d[2] == b'0'
+        && d[3].is_ascii_digit()
+        && d[4].is_ascii_digit()
     {
         return gquic(&d[1..5]);
     }
@@ -508,8 +576,14 @@ pub(crate) fn detect_quic(ctx: &Ctx) -> Parse<Detected> {
         return Parse::NotThis;
     }
     let v = u32::from_be_bytes([d[1], d[2], d[3], d[4]]);
-    let known = v == 0 || v == 1 || v == 0x6b33_43cf || (v & 0xffff_ff00) == 0xff00_0000
-        || (v & 0x0f0f_0f0f) == 0x0a0a_0a0a || v == 0x5130_3530 || (v >> 8) == 0x51_3034 || (v >> 8) == 0x51_3035;
+    let known = v == 0
+        || v == 1
+        || v == 0x6b33_43cf
+        || (v & 0xffff_ff00) == 0xff00_0000
+        || (v & 0x0f0f_0f0f) == 0x0a0a_0a0a
+        || v == 0x5130_3530
+        || (v >> 8) == 0x51_3034
+        || (v >> 8) == 0x51_3035;
     if !known {
         return Parse::NotThis;
     }

@@ -523,7 +523,7 @@ pub fn byte_hint(a: &[u8], b: &[u8]) -> ByteHint {
         .sum();
     // Entropy estimates are biased low on small samples: max is log2(n) for n < 256.
     let max = nf.log2().min(8.0);
-    if n >= 128 && h >= 7.0 || n < 128 && n >= 32 && h >= max * 0.9 {
+    if n >= 128 && h >= 7.0 || (32..128).contains(&n) && h >= max * 0.9 {
         ByteHint::HighEntropy
     } else {
         ByteHint::Binary

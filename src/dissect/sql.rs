@@ -344,7 +344,9 @@ pub(crate) fn detect_mysql(ctx: &Ctx) -> Parse<Detected> {
     }
     f.server_version = Some(sanitize_bytes(ver));
     let o = 1 + nul + 1 + 4 + 8 + 1; // version\0, thread id, scramble 1, filler
-    let caps_lo = p.get(o..o + 2).map_or(0, |b| u16::from_le_bytes([b[0], b[1]]) as u32);
+    let caps_lo = p
+        .get(o..o + 2)
+        .map_or(0, |b| u16::from_le_bytes([b[0], b[1]]) as u32);
     f.server_ssl_capable = caps_lo & CLIENT_SSL != 0;
     let mut d = Detected::new(App::Mysql, Encryption::Plaintext, None, false);
     // Client response: seq 1.
@@ -356,7 +358,8 @@ pub(crate) fn detect_mysql(ctx: &Ctx) -> Parse<Detected> {
             f.ssl_switch = true;
             let tls_c = c.get(4 + clen..).unwrap_or(&[]);
             let tls_s = s.get(4 + plen..).unwrap_or(&[]);
-            let (up, sni, complete) = upgrade_after("mysql_ssl", true, tls_c, tls_s, ctx.c2s_closed);
+            let (up, sni, complete) =
+                upgrade_after("mysql_ssl", true, tls_c, tls_s, ctx.c2s_closed);
             d.encryption = Encryption::Encrypted;
             d.upgrade = Some(up);
             d.sni = sni;
@@ -394,7 +397,8 @@ pub(crate) fn detect_mysql(ctx: &Ctx) -> Parse<Detected> {
                         f.auth_plugin = Some(sanitize_bytes(&pl[..l]));
                     }
                     if !auth.is_empty() {
-                        d.creds.push((CredKind::MysqlAuth, Dir::ToResponder, redact(auth)));
+                        d.creds
+                            .push((CredKind::MysqlAuth, Dir::ToResponder, redact(auth)));
                     }
                 }
             }
@@ -465,7 +469,11 @@ fn resp_array(b: &[u8], closed: bool) -> Result<(Vec<&[u8]>, usize), bool> {
         if b.len() < o2 + l + 2 {
             // A cut element: wait for it, unless no more bytes will come (then a whole
             // command name is enough).
-            return if out.is_empty() || !closed { Err(true) } else { Ok((out, b.len())) };
+            return if out.is_empty() || !closed {
+                Err(true)
+            } else {
+                Ok((out, b.len()))
+            };
         }
         if &b[o2 + l..o2 + l + 2] != b"\r\n" {
             return Err(false);
@@ -477,8 +485,20 @@ fn resp_array(b: &[u8], closed: bool) -> Result<(Vec<&[u8]>, usize), bool> {
 }
 
 const REDIS_INLINE: &[&[u8]] = &[
-    b"PING", b"AUTH", b"INFO", b"HELLO", b"QUIT", b"SELECT", b"GET", b"SET", b"KEYS", b"CONFIG",
-    b"CLIENT", b"MONITOR", b"DBSIZE", b"FLUSHALL",
+    b"PING",
+    b"AUTH",
+    b"INFO",
+    b"HELLO",
+    b"QUIT",
+    b"SELECT",
+    b"GET",
+    b"SET",
+    b"KEYS",
+    b"CONFIG",
+    b"CLIENT",
+    b"MONITOR",
+    b"DBSIZE",
+    b"FLUSHALL",
 ];
 
 pub(crate) fn detect_redis(ctx: &Ctx) -> Parse<Detected> {
@@ -501,7 +521,11 @@ pub(crate) fn detect_redis(ctx: &Ctx) -> Parse<Detected> {
                 Ok((elems, used)) => {
                     n += 1;
                     if let Some(cmd) = elems.first() {
-                        if cmd.is_empty() || !cmd.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'.' || *b == b'-') {
+                        if cmd.is_empty()
+                            || !cmd.iter().all(|b| {
+                                b.is_ascii_alphanumeric() || *b == b'_' || *b == b'.' || *b == b'-'
+                            })
+                        {
                             if n == 1 {
                                 return Parse::NotThis;
                             }
@@ -511,13 +535,24 @@ pub(crate) fn detect_redis(ctx: &Ctx) -> Parse<Detected> {
                         if name == "AUTH" {
                             let secret = elems.last().copied().unwrap_or(&[]);
                             if elems.len() >= 2 {
-                                d.creds.push((CredKind::RedisAuth, Dir::ToResponder, redact(secret)));
+                                d.creds.push((
+                                    CredKind::RedisAuth,
+                                    Dir::ToResponder,
+                                    redact(secret),
+                                ));
                             }
-                        } else if name == "HELLO" && elems.len() >= 5 {
-                            if let Some(pos) = elems.iter().position(|e| e.eq_ignore_ascii_case(b"AUTH"))
-                                && let Some(secret) = elems.get(pos + 2)
+                        } else if name == "HELLO"
+                            && elems.len() >= 5
+                            && let Some(pos) =
+                                elems.iter().position(|e| e.eq_ignore_ascii_case(b"AUTH"))
+                            && let Some(secret) = elems.get(pos + 2)
+                        {
                             {
-                                d.creds.push((CredKind::RedisAuth, Dir::ToResponder, redact(secret)));
+                                d.creds.push((
+                                    CredKind::RedisAuth,
+                                    Dir::ToResponder,
+                                    redact(secret),
+                                ));
                             }
                         }
                         if f.commands.len() < 16 && !f.commands.contains(&name) {
@@ -528,7 +563,11 @@ pub(crate) fn detect_redis(ctx: &Ctx) -> Parse<Detected> {
                 }
                 Err(true) => {
                     if n == 0 {
-                        return if ctx.c2s_closed { Parse::NotThis } else { Parse::NeedMore };
+                        return if ctx.c2s_closed {
+                            Parse::NotThis
+                        } else {
+                            Parse::NeedMore
+                        };
                     }
                     break;
                 }
@@ -542,7 +581,10 @@ pub(crate) fn detect_redis(ctx: &Ctx) -> Parse<Detected> {
         }
     } else {
         // Inline command: a known keyword then space or CRLF.
-        let end = c.iter().position(|&b| b == b' ' || b == b'\r').unwrap_or(c.len());
+        let end = c
+            .iter()
+            .position(|&b| b == b' ' || b == b'\r')
+            .unwrap_or(c.len());
         let word = c[..end].to_ascii_uppercase();
         if end == c.len() {
             let prefix = REDIS_INLINE.iter().any(|k| k.starts_with(&word));
@@ -559,7 +601,11 @@ pub(crate) fn detect_redis(ctx: &Ctx) -> Parse<Detected> {
         let s = ctx.s2c;
         match s.first() {
             None => {
-                return if ctx.s2c_closed { Parse::NotThis } else { Parse::NeedMore };
+                return if ctx.s2c_closed {
+                    Parse::NotThis
+                } else {
+                    Parse::NeedMore
+                };
             }
             Some(b'+' | b'-' | b'$' | b':' | b'*' | b'%') => {}
             Some(_) => return Parse::NotThis,
@@ -568,13 +614,17 @@ pub(crate) fn detect_redis(ctx: &Ctx) -> Parse<Detected> {
         if name == "AUTH" {
             let secret = c[end..].trim_ascii();
             let secret = secret.split(|&b| b == b'\r').next().unwrap_or(&[]);
-            d.creds.push((CredKind::RedisAuth, Dir::ToResponder, redact(secret)));
+            d.creds
+                .push((CredKind::RedisAuth, Dir::ToResponder, redact(secret)));
         }
         f.commands.push(name);
     }
     // A RESP reply confirms; without one, a single command is enough only on the Redis port.
     let s = ctx.s2c;
-    let reply_ok = matches!(s.first(), Some(b'+' | b'-' | b'$' | b':' | b'*' | b'%' | b'_' | b'>'));
+    let reply_ok = matches!(
+        s.first(),
+        Some(b'+' | b'-' | b'$' | b':' | b'*' | b'%' | b'_' | b'>')
+    );
     if !s.is_empty() && !reply_ok {
         return Parse::NotThis;
     }
@@ -723,9 +773,8 @@ fn kafka_api(k: u16) -> Option<&'static str> {
 pub(crate) fn detect_kafka(ctx: &Ctx) -> Parse<Detected> {
     let c = ctx.c2s;
     if c.len() < 14 {
-        return if c.len() >= 4 && be32(c, 0).is_some_and(|l| !(10..=100_000_000).contains(&l)) {
-            Parse::NotThis
-        } else if ctx.c2s_closed || !ctx.s2c.is_empty() {
+        let bad_len = c.len() >= 4 && be32(c, 0).is_some_and(|l| !(10..=100_000_000).contains(&l));
+        return if bad_len || ctx.c2s_closed || !ctx.s2c.is_empty() {
             Parse::NotThis
         } else {
             Parse::NeedMore
@@ -792,9 +841,29 @@ pub struct MemcachedFacts {
 }
 
 const MC_CMDS: &[&[u8]] = &[
-    b"get", b"gets", b"set", b"add", b"replace", b"append", b"prepend", b"cas", b"delete",
-    b"incr", b"decr", b"touch", b"gat", b"gats", b"stats", b"version", b"flush_all", b"verbosity",
-    b"mg", b"ms", b"md", b"ma", b"mn",
+    b"get",
+    b"gets",
+    b"set",
+    b"add",
+    b"replace",
+    b"append",
+    b"prepend",
+    b"cas",
+    b"delete",
+    b"incr",
+    b"decr",
+    b"touch",
+    b"gat",
+    b"gats",
+    b"stats",
+    b"version",
+    b"flush_all",
+    b"verbosity",
+    b"mg",
+    b"ms",
+    b"md",
+    b"ma",
+    b"mn",
 ];
 
 pub(crate) fn detect_memcached(ctx: &Ctx) -> Parse<Detected> {
@@ -807,7 +876,8 @@ pub(crate) fn detect_memcached(ctx: &Ctx) -> Parse<Detected> {
         };
     };
     // UDP frames carry an 8-byte header first.
-    let udp_hdr = ctx.c2s_closed && ctx.s2c_closed && c.len() > 8 && c[4] == 0 && c[6] == 0 && c[7] == 0;
+    let udp_hdr =
+        ctx.c2s_closed && ctx.s2c_closed && c.len() > 8 && c[4] == 0 && c[6] == 0 && c[7] == 0;
     let body = if udp_hdr { &c[8..] } else { c };
     let mut f = MemcachedFacts::default();
     if first == 0x80 && c.len() >= 24 {
@@ -818,7 +888,10 @@ pub(crate) fn detect_memcached(ctx: &Ctx) -> Parse<Detected> {
         f.protocol = "binary";
         f.commands.push(format!("op{:#04x}", c[1]));
     } else {
-        let end = body.iter().position(|&b| b == b' ' || b == b'\r').unwrap_or(body.len());
+        let end = body
+            .iter()
+            .position(|&b| b == b' ' || b == b'\r')
+            .unwrap_or(body.len());
         let word = &body[..end];
         if end == body.len() {
             let prefix = !word.is_empty() && MC_CMDS.iter().any(|k| k.starts_with(word));
@@ -832,15 +905,33 @@ pub(crate) fn detect_memcached(ctx: &Ctx) -> Parse<Detected> {
             return Parse::NotThis;
         }
         if !body.windows(2).any(|w| w == b"\r\n") {
-            return if ctx.c2s_closed { Parse::NotThis } else { Parse::NeedMore };
+            return if ctx.c2s_closed {
+                Parse::NotThis
+            } else {
+                Parse::NeedMore
+            };
         }
         f.protocol = "text";
         f.commands.push(sanitize_bytes(word));
         // Short words like "get" are common elsewhere: demand a memcached answer off-port.
         let s = ctx.s2c;
-        let answer = [&b"VALUE "[..], b"END\r\n", b"STORED", b"NOT_", b"EXISTS", b"DELETED", b"VERSION ", b"STAT ", b"ERROR", b"OK\r\n", b"HD", b"VA ", b"EN\r\n"]
-            .iter()
-            .any(|p| s.starts_with(p));
+        let answer = [
+            &b"VALUE "[..],
+            b"END\r\n",
+            b"STORED",
+            b"NOT_",
+            b"EXISTS",
+            b"DELETED",
+            b"VERSION ",
+            b"STAT ",
+            b"ERROR",
+            b"OK\r\n",
+            b"HD",
+            b"VA ",
+            b"EN\r\n",
+        ]
+        .iter()
+        .any(|p| s.starts_with(p));
         if !answer && !ctx.port_is(&[11211]) {
             return if s.is_empty() && !ctx.s2c_closed {
                 Parse::NeedMore

@@ -114,10 +114,7 @@ impl StreamBuf {
 
     /// Appends a datagram-less chunk with no sequence number (in-order by assumption).
     pub fn push_unsequenced(&mut self, payload: &[u8], budget: &mut Budget) -> bool {
-        let next = self
-            .base
-            .unwrap_or(0)
-            .wrapping_add(self.data.len() as u32);
+        let next = self.base.unwrap_or(0).wrapping_add(self.data.len() as u32);
         if self.base.is_none() {
             self.base = Some(0);
         }
@@ -204,14 +201,19 @@ impl StreamBuf {
         }
         if self.data.capacity() == 0 {
             // First allocation: small, grows on demand up to cap.
-            self.data.reserve_exact((self.cap as usize).min(1024).max(bytes.len()));
+            self.data
+                .reserve_exact((self.cap as usize).min(1024).max(bytes.len()));
         }
         self.data.extend_from_slice(bytes);
         true
     }
 
     fn hold(&mut self, off: u32, bytes: &[u8], budget: &mut Budget) {
-        if self.ooo.iter().any(|(o, b)| *o == off && b.len() >= bytes.len()) {
+        if self
+            .ooo
+            .iter()
+            .any(|(o, b)| *o == off && b.len() >= bytes.len())
+        {
             budget.stats.duplicate_bytes += bytes.len() as u64;
             return;
         }

@@ -36,20 +36,50 @@ fn run_tcp(c2s: &[u8], s2c: &[u8], rport: u16, mss: usize) -> AppInfo {
     let mut b = Budget::default();
     let mut d = FlowDissector::new(Transport::Tcp, 40000, rport);
     let (ci, si) = (1000u32, 5000u32);
-    d.on_packet(Dir::ToResponder, Segment { seq: Some(ci), syn: true, fin: false, payload: &[] }, 0, &mut b);
-    d.on_packet(Dir::ToInitiator, Segment { seq: Some(si), syn: true, fin: false, payload: &[] }, 1, &mut b);
+    d.on_packet(
+        Dir::ToResponder,
+        Segment {
+            seq: Some(ci),
+            syn: true,
+            fin: false,
+            payload: &[],
+        },
+        0,
+        &mut b,
+    );
+    d.on_packet(
+        Dir::ToInitiator,
+        Segment {
+            seq: Some(si),
+            syn: true,
+            fin: false,
+            payload: &[],
+        },
+        1,
+        &mut b,
+    );
     let mut co = 0;
     let mut so = 0;
     let mut t = 2;
     while (co < c2s.len() || so < s2c.len()) && d.wants_more() {
         if co < c2s.len() {
             let n = mss.min(c2s.len() - co);
-            let seg = Segment { seq: Some(ci + 1 + co as u32), syn: false, fin: false, payload: &c2s[co..co + n] };
+            let seg = Segment {
+                seq: Some(ci + 1 + co as u32),
+                syn: false,
+                fin: false,
+                payload: &c2s[co..co + n],
+            };
             d.on_packet(Dir::ToResponder, seg, t, &mut b);
             co += n;
         } else if so < s2c.len() {
             let n = mss.min(s2c.len() - so);
-            let seg = Segment { seq: Some(si + 1 + so as u32), syn: false, fin: false, payload: &s2c[so..so + n] };
+            let seg = Segment {
+                seq: Some(si + 1 + so as u32),
+                syn: false,
+                fin: false,
+                payload: &s2c[so..so + n],
+            };
             d.on_packet(Dir::ToInitiator, seg, t, &mut b);
             so += n;
         }
@@ -65,7 +95,12 @@ fn run_tcp(c2s: &[u8], s2c: &[u8], rport: u16, mss: usize) -> AppInfo {
 fn prefixes_need_more(f: fn(&Ctx) -> Parse<Detected>, msg: &[u8], from: usize) {
     for n in from..msg.len() {
         let r = f(&ctx(&msg[..n], &[]));
-        assert!(matches!(r, Parse::NeedMore), "prefix {n}/{} gave {:?}", msg.len(), r.as_ref_kind());
+        assert!(
+            matches!(r, Parse::NeedMore),
+            "prefix {n}/{} gave {:?}",
+            msg.len(),
+            r.as_ref_kind()
+        );
     }
 }
 
@@ -119,7 +154,11 @@ fn stream_cap_and_gap_give_up() {
 
 #[test]
 fn budget_is_global_and_released_on_drop() {
-    let mut b = Budget::new(Limits { per_direction: 4096, total: 100, max_packets: 24 });
+    let mut b = Budget::new(Limits {
+        per_direction: 4096,
+        total: 100,
+        max_packets: 24,
+    });
     let mut d = FlowDissector::new(Transport::Tcp, 1, 2);
     d.on_payload(Dir::ToResponder, Some(1), false, &[0x41; 150], 0, &mut b);
     assert!(b.in_use() <= 100);
@@ -130,7 +169,11 @@ fn budget_is_global_and_released_on_drop() {
 
 #[test]
 fn idle_size_is_small() {
-    assert!(std::mem::size_of::<FlowDissector>() <= 16, "{}", std::mem::size_of::<FlowDissector>());
+    assert!(
+        std::mem::size_of::<FlowDissector>() <= 16,
+        "{}",
+        std::mem::size_of::<FlowDissector>()
+    );
 }
 
 // ----- TLS -----------------------------------------------------------------------------------
@@ -141,10 +184,14 @@ fn tls_client_hello_dhe_from_corpus() {
         return;
     };
     let r = tls::detect_tls(&ctx(&ch, &[]));
-    let Parse::Done(d) = r else { panic!("not parsed") };
+    let Parse::Done(d) = r else {
+        panic!("not parsed")
+    };
     assert_eq!(d.app, App::Tls);
     assert_eq!(d.encryption, Encryption::Encrypted);
-    let Some(Facts::Tls(f)) = &d.facts else { panic!() };
+    let Some(Facts::Tls(f)) = &d.facts else {
+        panic!()
+    };
     assert!(f.ja3.as_ref().is_some_and(|j| j.len() == 32));
     assert!(f.offered_cipher_count > 0);
     prefixes_need_more(tls::detect_tls, &ch, 1);
@@ -162,8 +209,12 @@ fn tls_client_hello_fragmented_over_records_and_segments() {
     all.extend_from_slice(&b);
     // First record alone: need more (the ClientHello continues in the next record).
     assert!(matches!(tls::detect_tls(&ctx(&a, &[])), Parse::NeedMore));
-    let Parse::Done(d) = tls::detect_tls(&ctx(&all, &[])) else { panic!("not parsed") };
-    let Some(Facts::Tls(f)) = &d.facts else { panic!() };
+    let Parse::Done(d) = tls::detect_tls(&ctx(&all, &[])) else {
+        panic!("not parsed")
+    };
+    let Some(Facts::Tls(f)) = &d.facts else {
+        panic!()
+    };
     assert!(f.client_hello_records >= 2);
     // Through the driver in 7-byte segments.
     let info = run_tcp(&all, &[], 443, 7);
@@ -177,7 +228,9 @@ fn tls_esni_detected() {
         return;
     };
     if let Parse::Done(d) = tls::detect_tls(&ctx(&ch, &[])) {
-        let Some(Facts::Tls(f)) = &d.facts else { panic!() };
+        let Some(Facts::Tls(f)) = &d.facts else {
+            panic!()
+        };
         assert!(f.esni || f.ech);
     }
 }
@@ -194,7 +247,9 @@ fn http_request_response_and_credentials() {
     let info = run_tcp(HTTP_REQ, HTTP_RESP, 80, 50);
     assert_eq!(info.app, App::Http);
     assert_eq!(info.encryption, Encryption::Plaintext);
-    let Some(Facts::Http(f)) = &info.facts else { panic!() };
+    let Some(Facts::Http(f)) = &info.facts else {
+        panic!()
+    };
     assert_eq!(f.host.as_deref(), Some("www.ethereal.com"));
     assert_eq!(f.method.as_deref(), Some("GET"));
     assert_eq!(f.status, Some(200));
@@ -202,14 +257,22 @@ fn http_request_response_and_credentials() {
     assert_eq!(kinds, vec![CredKind::HttpBasic, CredKind::Cookie]);
     assert_eq!(info.credentials[0].redacted, "dXNl…");
     let json = serde_json::to_string(&info).unwrap_or_default();
-    assert!(!json.contains("dXNlcjpwYXNzd29yZA"), "secret leaked: {json}");
+    assert!(
+        !json.contains("dXNlcjpwYXNzd29yZA"),
+        "secret leaked: {json}"
+    );
     prefixes_need_more(http::detect_http, HTTP_REQ, 1);
 }
 
 #[test]
 fn content_beats_port() {
     // SSH on port 80 is SSH; HTTP to port 22 is HTTP.
-    let ssh = run_tcp(b"SSH-2.0-OpenSSH_8.9\r\n", b"SSH-2.0-OpenSSH_7.4\r\n", 80, 100);
+    let ssh = run_tcp(
+        b"SSH-2.0-OpenSSH_8.9\r\n",
+        b"SSH-2.0-OpenSSH_7.4\r\n",
+        80,
+        100,
+    );
     assert_eq!(ssh.app, App::Ssh);
     assert_eq!(ssh.encryption, Encryption::Encrypted);
     assert_eq!(ssh.port_hint, Some(App::Http));
@@ -235,9 +298,11 @@ fn h2c_prior_knowledge_and_grpc() {
 /// traffic (standard query id 0x1234, one CNAME and one A answer with compression).
 fn dns_pair() -> (Vec<u8>, Vec<u8>) {
     let q = hex("1234 0100 0001 0000 0000 0000 03777777 06676f6f676c65 03636f6d 00 0001 0001");
-    let r = hex("1234 8180 0001 0002 0000 0000 03777777 06676f6f676c65 03636f6d 00 0001 0001
+    let r = hex(
+        "1234 8180 0001 0002 0000 0000 03777777 06676f6f676c65 03636f6d 00 0001 0001
                  c00c 0005 0001 0000012c 0006 03777777 c010
-                 c02c 0001 0001 0000012c 0004 8efa4a44");
+                 c02c 0001 0001 0000012c 0004 8efa4a44",
+    );
     (q, r)
 }
 
@@ -252,13 +317,17 @@ fn dns_udp_query_answer_and_names_map() {
     assert!(!d.wants_more());
     let info = d.result();
     assert_eq!(info.app, App::Dns);
-    let Some(Facts::Dns(f)) = &info.facts else { panic!() };
+    let Some(Facts::Dns(f)) = &info.facts else {
+        panic!()
+    };
     assert_eq!(f.queries[0].name, "www.google.com");
     assert_eq!(f.rcode.as_deref(), Some("NOERROR"));
     assert_eq!(f.answers.len(), 2);
     let mut names = DnsNames::new(4);
     names.observe(f);
-    let ip: std::net::IpAddr = "142.250.74.68".parse().unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+    let ip: std::net::IpAddr = "142.250.74.68"
+        .parse()
+        .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
     assert!(names.names_for(ip).iter().any(|n| n == "www.google.com"));
 }
 
@@ -276,7 +345,10 @@ fn dns_names_is_bounded_and_deterministic() {
     let mut n = DnsNames::new(16);
     for i in 0..100u8 {
         let f = DnsFacts {
-            queries: vec![dns::DnsQuestion { name: format!("h{i}.example"), qtype: "A".into() }],
+            queries: vec![dns::DnsQuestion {
+                name: format!("h{i}.example"),
+                qtype: "A".into(),
+            }],
             answers: vec![dns::DnsAnswer {
                 name: format!("h{i}.example"),
                 rdata: dns::DnsRdata::A(std::net::Ipv4Addr::new(10, 0, 0, i)),
@@ -287,7 +359,10 @@ fn dns_names_is_bounded_and_deterministic() {
         n.observe(&f);
     }
     assert!(n.len() <= 16);
-    assert_eq!(n.names_for(std::net::IpAddr::from([10, 0, 0, 99])), ["h99.example".to_string()]);
+    assert_eq!(
+        n.names_for(std::net::IpAddr::from([10, 0, 0, 99])),
+        ["h99.example".to_string()]
+    );
 }
 
 // ----- SSH, Postgres, MySQL, Redis -----------------------------------------------------------
@@ -312,8 +387,13 @@ fn postgres_ssl_refused_then_md5_password() {
     assert_eq!(info.app, App::Postgres);
     assert_eq!(info.encryption, Encryption::Plaintext);
     assert_eq!(info.upgrade.as_ref().map(|u| u.accepted), Some(false));
-    assert_eq!(info.credentials.first().map(|c| c.kind), Some(CredKind::PostgresMd5));
-    let Some(Facts::Postgres(f)) = &info.facts else { panic!() };
+    assert_eq!(
+        info.credentials.first().map(|c| c.kind),
+        Some(CredKind::PostgresMd5)
+    );
+    let Some(Facts::Postgres(f)) = &info.facts else {
+        panic!()
+    };
     assert_eq!(f.user.as_deref(), Some("postgres"));
     assert_eq!(f.auth_method, Some("md5"));
 }
@@ -323,7 +403,10 @@ fn postgres_ssl_accepted_is_encrypted() {
     let c = hex("0000000804d2162f");
     let info = run_tcp(&c, b"S", 5432, 100);
     assert_eq!(info.encryption, Encryption::Encrypted);
-    assert_eq!(info.upgrade.as_ref().map(|u| (u.via, u.accepted)), Some(("ssl_request", true)));
+    assert_eq!(
+        info.upgrade.as_ref().map(|u| (u.via, u.accepted)),
+        Some(("ssl_request", true))
+    );
 }
 
 /// MySQL 5.x server greeting (protocol 10) with CLIENT_SSL, then the client's SSL request.
@@ -345,7 +428,9 @@ fn mysql_greeting_and_ssl_switch() {
     let info = run_tcp(&c, &s, 3306, 100);
     assert_eq!(info.app, App::Mysql);
     assert_eq!(info.encryption, Encryption::Encrypted);
-    let Some(Facts::Mysql(f)) = &info.facts else { panic!() };
+    let Some(Facts::Mysql(f)) = &info.facts else {
+        panic!()
+    };
     assert!(f.server_ssl_capable && f.ssl_switch);
     assert_eq!(f.server_version.as_deref(), Some("5.7.30"));
 }
@@ -355,7 +440,9 @@ fn redis_commands_and_auth() {
     let c = b"*2\r\n$4\r\nAUTH\r\n$11\r\nsecretpass1\r\n*1\r\n$4\r\nPING\r\n";
     let info = run_tcp(c, b"+OK\r\n+PONG\r\n", 6379, 5);
     assert_eq!(info.app, App::Redis);
-    let Some(Facts::Redis(f)) = &info.facts else { panic!() };
+    let Some(Facts::Redis(f)) = &info.facts else {
+        panic!()
+    };
     assert_eq!(f.commands, vec!["AUTH".to_string(), "PING".to_string()]);
     assert_eq!(info.credentials[0].kind, CredKind::RedisAuth);
     assert_eq!(info.credentials[0].redacted, "secr…");
@@ -391,7 +478,9 @@ fn ftp_user_pass_are_credentials() {
 
 #[test]
 fn unknown_flows_get_a_byte_hint() {
-    let noise: Vec<u8> = (0..2048u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let noise: Vec<u8> = (0..2048u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
     let info = run_tcp(&noise, &noise, 31337, 1000);
     assert_eq!(info.app, App::Unknown);
     assert_eq!(info.encryption, Encryption::Unknown);
@@ -402,7 +491,14 @@ fn unknown_flows_get_a_byte_hint() {
 fn esp_and_wireguard_are_encrypted() {
     let mut b = Budget::default();
     let mut d = FlowDissector::new(Transport::Other(50), 0, 0);
-    d.on_payload(Dir::ToResponder, None, false, &[0, 0, 1, 2, 0, 0, 0, 1, 9, 9], 0, &mut b);
+    d.on_payload(
+        Dir::ToResponder,
+        None,
+        false,
+        &[0, 0, 1, 2, 0, 0, 0, 1, 9, 9],
+        0,
+        &mut b,
+    );
     assert_eq!(d.result().app, App::Ipsec);
     assert!(!d.wants_more());
     let mut wg = vec![1u8, 0, 0, 0];
@@ -428,7 +524,12 @@ fn serialization_shape() {
 #[test]
 fn wire_strings_are_sanitized() {
     let info = run_tcp(b"SSH-2.0-evil\x1b[31mred\r\n", b"SSH-2.0-x\r\n", 22, 1000);
-    let Some(Facts::Ssh(f)) = &info.facts else { panic!() };
+    let Some(Facts::Ssh(f)) = &info.facts else {
+        panic!()
+    };
     let banner = f.client_banner.as_deref().unwrap_or("");
-    assert!(!banner.contains('\x1b') && banner.contains("\\x1b"), "{banner}");
+    assert!(
+        !banner.contains('\x1b') && banner.contains("\\x1b"),
+        "{banner}"
+    );
 }
