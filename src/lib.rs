@@ -8,6 +8,7 @@ pub mod capture;
 pub mod cli;
 pub mod cluster;
 pub mod decode;
+pub mod dissect;
 pub mod engine;
 pub mod flow;
 pub mod frame;

@@ -1,0 +1,947 @@
+//! Application-protocol dissection: what a flow speaks, whether it is encrypted, typed facts and
+//! cleartext-credential sightings.
+//!
+//! This module is pure: no I/O, no clock (times come from the caller's packet timestamps), no
+//! threads, no randomness. The same packets in the same order give the same [`AppInfo`].
+//! Malformed input is data: nothing here panics on any byte sequence (see the fuzz targets).
+//!
+//! # Contract with the flow table
+//!
+//! One [`FlowDissector`] per flow, created when the flow is created:
+//!
+//! ```text
+//! let mut budget = Budget::new(Limits::default());          // one per engine
+//! let mut d = FlowDissector::new(Transport::Tcp, initiator_port, responder_port);
+//! // for every packet of the flow that carries payload (or SYN/FIN for TCP):
+//! if d.wants_more() {
+//!     d.on_packet(dir, Segment { seq: Some(seq), syn, fin, payload }, ts_ns, &mut budget);
+//! }
+//! let info: &AppInfo = d.result();                           // any time; final once !wants_more()
+//! ```
+//!
+//! * `dir` is [`Dir::ToResponder`] for packets sent by the initiator (SYN sender, else the
+//!   first sender) and [`Dir::ToInitiator`] for the others.
+//! * TCP: pass the segment's sequence number, and the SYN / FIN flags (SYN sets the ISN, so
+//!   stream byte 0 is `seq + 1`; without a SYN the first segment seen starts the stream and the
+//!   result says `midstream`). UDP / other transports: `seq: None`, flags false; each call is
+//!   one datagram.
+//! * Once [`FlowDissector::wants_more`] is false the verdict is final and every buffer has been
+//!   freed; the flow table should stop calling (the hot path is then a single branch).
+//! * Buffers are charged to the shared [`Budget`] and returned when the verdict is final or
+//!   when the `FlowDissector` is dropped (the lease is released on drop, so an evicted flow
+//!   never leaks budget). The budget's [`BudgetStats`] count what could not be buffered.
+//! * DNS results: after a flow's verdict, `if let Some(Facts::Dns(f)) = &info.facts
+//!   { dns_names.observe(f) }` feeds the bounded [`DnsNames`] map (IP → names).
+//!
+//! Idle size: `size_of::<FlowDissector>()` is 16 bytes; all state is boxed and allocated on the
+//! first payload byte; stream buffers (at most `Limits::per_direction` bytes each) are freed as
+//! soon as the verdict is final.
+//!
+//! # Identification
+//!
+//! Dissectors decide by content. Each returns need-more-bytes / not-this-protocol / parsed.
+//! Ports are only a hint: they order the candidates (so the port's protocol wins a tie) and are
+//! reported as `port_hint` when content alone cannot decide. SSH on port 80 is SSH.
+
+pub mod dns;
+pub mod http;
+pub mod mail;
+pub mod misc;
+pub mod sql;
+pub mod stream;
+pub mod tls;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde::Serialize;
+
+pub use dns::{DnsFacts, DnsNames};
+pub use stream::{StreamBuf, StreamEnd};
+
+/// Direction of a packet relative to the flow's initiator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Dir {
+    /// Sent by the initiator (client → server).
+    ToResponder,
+    /// Sent by the responder (server → client).
+    ToInitiator,
+}
+
+impl Dir {
+    fn idx(self) -> usize {
+        match self {
+            Dir::ToResponder => 0,
+            Dir::ToInitiator => 1,
+        }
+    }
+}
+
+/// Transport protocol of the flow, as the flow table decoded it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    Tcp,
+    Udp,
+    Sctp,
+    /// Any other IP protocol, with its number (50 = ESP).
+    Other(u8),
+}
+
+/// One packet's worth of input.
+#[derive(Clone, Copy, Debug)]
+pub struct Segment<'a> {
+    /// TCP sequence number of the first payload byte (or of the SYN/FIN). `None` for UDP.
+    pub seq: Option<u32>,
+    pub syn: bool,
+    pub fin: bool,
+    pub payload: &'a [u8],
+}
+
+/// The application protocol a flow speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum App {
+    #[default]
+    Unknown,
+    Tls,
+    Http,
+    Http2,
+    Grpc,
+    Dns,
+    Ssh,
+    Postgres,
+    Mysql,
+    Redis,
+    Mongodb,
+    Kafka,
+    Amqp,
+    Mqtt,
+    Memcached,
+    Ldap,
+    Smtp,
+    Imap,
+    Pop3,
+    Ftp,
+    Telnet,
+    Quic,
+    Dtls,
+    Wireguard,
+    Ipsec,
+    Ike,
+}
+
+impl App {
+    /// Lowercase name, as serialized.
+    pub fn name(self) -> &'static str {
+        match self {
+            App::Unknown => "unknown",
+            App::Tls => "tls",
+            App::Http => "http",
+            App::Http2 => "http2",
+            App::Grpc => "grpc",
+            App::Dns => "dns",
+            App::Ssh => "ssh",
+            App::Postgres => "postgres",
+            App::Mysql => "mysql",
+            App::Redis => "redis",
+            App::Mongodb => "mongodb",
+            App::Kafka => "kafka",
+            App::Amqp => "amqp",
+            App::Mqtt => "mqtt",
+            App::Memcached => "memcached",
+            App::Ldap => "ldap",
+            App::Smtp => "smtp",
+            App::Imap => "imap",
+            App::Pop3 => "pop3",
+            App::Ftp => "ftp",
+            App::Telnet => "telnet",
+            App::Quic => "quic",
+            App::Dtls => "dtls",
+            App::Wireguard => "wireguard",
+            App::Ipsec => "ipsec",
+            App::Ike => "ike",
+        }
+    }
+}
+
+/// Encryption verdict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Encryption {
+    /// An encrypted protocol was recognised (or a cleartext protocol upgraded to TLS).
+    Encrypted,
+    /// A cleartext protocol was recognised.
+    Plaintext,
+    /// Nothing recognised; see `AppInfo::hint`.
+    #[default]
+    Unknown,
+}
+
+/// Byte-statistics hint for flows whose protocol is unknown. A hint, not a verdict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ByteHint {
+    /// Shannon entropy ≥ 7.0 bits/byte over ≥ 128 bytes: looks encrypted or compressed.
+    HighEntropy,
+    /// ≥ 90 % printable ASCII: looks like a text protocol.
+    Printable,
+    /// Neither: binary, structured.
+    Binary,
+    /// Too few bytes to say.
+    TooFewBytes,
+}
+
+/// A STARTTLS-style upgrade (SMTP/IMAP/POP3 STARTTLS, FTP AUTH TLS, Postgres SSLRequest,
+/// MySQL SSL switch, LDAP StartTLS).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Upgrade {
+    /// "starttls", "stls", "auth_tls", "ssl_request", "gssenc_request", "mysql_ssl",
+    /// "ldap_starttls", "http_connect" (a proxy tunnel, TLS inside).
+    pub via: &'static str,
+    /// True when the server accepted; the flow is then `encrypted`.
+    pub accepted: bool,
+    /// The TLS ClientHello/ServerHello seen after the upgrade, when visible.
+    pub tls: Option<Box<tls::TlsFacts>>,
+}
+
+/// What kind of credential crossed the wire in clear.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CredKind {
+    HttpBasic,
+    HttpBearer,
+    HttpOtherAuth,
+    Cookie,
+    RedisAuth,
+    PostgresCleartext,
+    PostgresMd5,
+    PostgresSasl,
+    MysqlAuth,
+    LdapSimpleBind,
+    FtpUser,
+    FtpPass,
+    SmtpAuth,
+    ImapLogin,
+    ImapAuthenticate,
+    Pop3User,
+    Pop3Pass,
+    Pop3Apop,
+    Pop3Auth,
+    TelnetLogin,
+    MqttPassword,
+    AmqpPlain,
+    MongodbSasl,
+}
+
+/// A credential sighting. The secret itself is never stored: only a ≤ 4-character prefix
+/// followed by `…` (empty when even that would reveal too much, e.g. short secrets).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Credential {
+    pub kind: CredKind,
+    pub dir: Dir,
+    /// Timestamp (ns) of the packet that completed the message carrying it.
+    pub ts_ns: u64,
+    /// At most 4 sanitized characters and `…`, e.g. `dXNl…`.
+    pub redacted: String,
+}
+
+/// Protocol-specific facts, serialized as `{"<protocol>": {...}}`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Facts {
+    Tls(Box<tls::TlsFacts>),
+    Dtls(Box<tls::TlsFacts>),
+    Http(Box<http::HttpFacts>),
+    Http2(Box<http::Http2Facts>),
+    Dns(Box<DnsFacts>),
+    Ssh(Box<misc::SshFacts>),
+    Postgres(Box<sql::PostgresFacts>),
+    Mysql(Box<sql::MysqlFacts>),
+    Redis(Box<sql::RedisFacts>),
+    Mongodb(Box<sql::MongoFacts>),
+    Kafka(Box<sql::KafkaFacts>),
+    Memcached(Box<sql::MemcachedFacts>),
+    Amqp(Box<misc::AmqpFacts>),
+    Mqtt(Box<misc::MqttFacts>),
+    Ldap(Box<misc::LdapFacts>),
+    /// SMTP, IMAP, POP3 and FTP share one shape.
+    Mail(Box<mail::MailFacts>),
+    Telnet(Box<misc::TelnetFacts>),
+    Quic(Box<misc::QuicFacts>),
+    Wireguard(Box<misc::WireguardFacts>),
+    Ipsec(Box<misc::IpsecFacts>),
+}
+
+/// The dissection result of one flow. Serialized as fields of the flow record.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AppInfo {
+    pub app: App,
+    pub encryption: Encryption,
+    /// TLS/DTLS/QUIC server name (sanitized), also after a STARTTLS upgrade.
+    pub sni: Option<String>,
+    /// Well-known service guessed from SNI/port over TLS: "etcd", "kubelet", "kube-apiserver".
+    pub service: Option<&'static str>,
+    /// The protocol the ports suggest, when it differs from `app` (or `app` is unknown).
+    pub port_hint: Option<App>,
+    /// Byte statistics of the first bytes, only when `app` is unknown.
+    pub hint: Option<ByteHint>,
+    /// True when the TCP handshake was not seen (stream picked up mid-way).
+    pub midstream: bool,
+    pub upgrade: Option<Upgrade>,
+    pub facts: Option<Facts>,
+    pub credentials: Vec<Credential>,
+}
+
+impl AppInfo {
+    /// The result before anything was seen.
+    pub const UNKNOWN: AppInfo = AppInfo {
+        app: App::Unknown,
+        encryption: Encryption::Unknown,
+        sni: None,
+        service: None,
+        port_hint: None,
+        hint: None,
+        midstream: false,
+        upgrade: None,
+        facts: None,
+        credentials: Vec::new(),
+    };
+}
+
+impl Default for AppInfo {
+    fn default() -> Self {
+        AppInfo::UNKNOWN
+    }
+}
+
+static UNKNOWN_INFO: AppInfo = AppInfo::UNKNOWN;
+
+/// Caps on buffering.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Bytes kept per TCP direction (the first N bytes of the stream). Default 4096.
+    pub per_direction: usize,
+    /// Bytes buffered across all flows. Default 64 MiB.
+    pub total: usize,
+    /// Payload-carrying packets after which an undecided flow is declared unknown. Default 24.
+    pub max_packets: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            per_direction: 4096,
+            total: 64 << 20,
+            max_packets: 24,
+        }
+    }
+}
+
+/// Counters of what the dissection layer could not keep.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct BudgetStats {
+    /// Payload bytes not buffered (beyond the per-direction window, after a gap, or over budget).
+    pub bytes_not_buffered: u64,
+    /// Bytes already seen (retransmissions, overlaps), dropped by sequence number.
+    pub duplicate_bytes: u64,
+    /// Directions that gave up because a hole was never filled.
+    pub gaps: u64,
+    /// Times a buffer could not grow because the global budget was exhausted.
+    pub budget_exhausted: u64,
+}
+
+/// Global buffering budget shared by every flow of one engine.
+#[derive(Debug)]
+pub struct Budget {
+    pub limits: Limits,
+    in_use: Arc<AtomicUsize>,
+    pub stats: BudgetStats,
+}
+
+impl Budget {
+    pub fn new(limits: Limits) -> Self {
+        Budget {
+            limits,
+            in_use: Arc::new(AtomicUsize::new(0)),
+            stats: BudgetStats::default(),
+        }
+    }
+
+    /// Bytes currently buffered across all flows.
+    pub fn in_use(&self) -> usize {
+        self.in_use.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn try_charge(&mut self, lease: &mut Lease, n: usize) -> bool {
+        let cur = self.in_use.load(Ordering::Relaxed);
+        if cur.saturating_add(n) > self.limits.total {
+            return false;
+        }
+        self.in_use.fetch_add(n, Ordering::Relaxed);
+        if lease.counter.is_none() {
+            lease.counter = Some(Arc::clone(&self.in_use));
+        }
+        lease.n += n;
+        true
+    }
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Budget::new(Limits::default())
+    }
+}
+
+/// Bytes one buffer holds against the budget; returned on release or drop.
+#[derive(Debug, Default)]
+pub(crate) struct Lease {
+    counter: Option<Arc<AtomicUsize>>,
+    n: usize,
+}
+
+impl Lease {
+    pub(crate) fn release(&mut self, n: usize) {
+        let n = n.min(self.n);
+        self.n -= n;
+        if let Some(c) = &self.counter {
+            c.fetch_sub(n, Ordering::Relaxed);
+        }
+    }
+    pub(crate) fn release_all(&mut self) {
+        self.release(self.n);
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.release_all();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Internal dissector interface
+// ---------------------------------------------------------------------------------------------
+
+/// Outcome of one parser.
+#[derive(Debug, PartialEq)]
+pub enum Parse<T> {
+    /// Could be this protocol; more bytes are needed to say.
+    NeedMore,
+    /// Definitely not this protocol (or malformed).
+    NotThis,
+    /// Parsed.
+    Done(T),
+}
+
+/// What a dissector saw in the buffered bytes of a flow.
+pub(crate) struct Ctx<'a> {
+    /// Initiator → responder bytes (TCP: reassembled prefix; UDP: one datagram or empty).
+    pub c2s: &'a [u8],
+    /// Responder → initiator bytes.
+    pub s2c: &'a [u8],
+    /// No more bytes will come in this direction (FIN, cap, gap).
+    pub c2s_closed: bool,
+    pub s2c_closed: bool,
+    pub iport: u16,
+    pub rport: u16,
+}
+
+impl Ctx<'_> {
+    pub fn port_is(&self, ports: &[u16]) -> bool {
+        ports.contains(&self.rport) || ports.contains(&self.iport)
+    }
+}
+
+/// A dissector's finding.
+#[derive(Debug)]
+pub(crate) struct Detected {
+    pub app: App,
+    pub encryption: Encryption,
+    pub sni: Option<String>,
+    pub service: Option<&'static str>,
+    pub upgrade: Option<Upgrade>,
+    pub facts: Option<Facts>,
+    pub creds: Vec<(CredKind, Dir, String)>,
+    /// True when more bytes cannot change the answer.
+    pub complete: bool,
+}
+
+impl Detected {
+    pub fn new(app: App, encryption: Encryption, facts: Option<Facts>, complete: bool) -> Self {
+        Detected {
+            app,
+            encryption,
+            sni: None,
+            service: None,
+            upgrade: None,
+            facts,
+            creds: Vec::new(),
+            complete,
+        }
+    }
+}
+
+/// Redacts a secret: at most 4 sanitized characters then `…`; secrets shorter than 8 bytes
+/// keep no prefix at all.
+pub fn redact(secret: &[u8]) -> String {
+    if secret.len() < 8 {
+        return "…".to_string();
+    }
+    let mut s = crate::sanitize::sanitize_bytes(&secret[..4]);
+    s.truncate(s.char_indices().nth(4).map_or(s.len(), |(i, _)| i));
+    s.push('…');
+    s
+}
+
+/// Computes the byte-statistics hint for unknown flows.
+pub fn byte_hint(a: &[u8], b: &[u8]) -> ByteHint {
+    let n = a.len() + b.len();
+    if n < 16 {
+        return ByteHint::TooFewBytes;
+    }
+    let mut hist = [0u32; 256];
+    let mut printable = 0usize;
+    for &x in a.iter().chain(b.iter()) {
+        hist[x as usize] += 1;
+        if (0x20..0x7f).contains(&x) || x == b'\r' || x == b'\n' || x == b'\t' {
+            printable += 1;
+        }
+    }
+    if printable * 10 >= n * 9 {
+        return ByteHint::Printable;
+    }
+    let nf = n as f64;
+    let h: f64 = hist
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = c as f64 / nf;
+            -p * p.log2()
+        })
+        .sum();
+    // Entropy estimates are biased low on small samples: max is log2(n) for n < 256.
+    let max = nf.log2().min(8.0);
+    if n >= 128 && h >= 7.0 || (32..128).contains(&n) && h >= max * 0.9 {
+        ByteHint::HighEntropy
+    } else {
+        ByteHint::Binary
+    }
+}
+
+/// Protocol suggested by a well-known port (used only as a hint and to order candidates).
+pub fn port_app(transport: Transport, port: u16) -> Option<App> {
+    let app = match (transport, port) {
+        (Transport::Tcp, 443 | 8443 | 6443 | 2379 | 2380 | 10250 | 636 | 993 | 995 | 465) => {
+            App::Tls
+        }
+        (Transport::Tcp, 80 | 8080 | 8000) => App::Http,
+        (_, 53) => App::Dns,
+        (Transport::Tcp, 22) => App::Ssh,
+        (Transport::Tcp, 5432) => App::Postgres,
+        (Transport::Tcp, 3306) => App::Mysql,
+        (Transport::Tcp, 6379) => App::Redis,
+        (Transport::Tcp, 27017) => App::Mongodb,
+        (Transport::Tcp, 9092) => App::Kafka,
+        (Transport::Tcp, 5672) => App::Amqp,
+        (Transport::Tcp, 1883) => App::Mqtt,
+        (_, 11211) => App::Memcached,
+        (_, 389) => App::Ldap,
+        (Transport::Tcp, 25 | 587) => App::Smtp,
+        (Transport::Tcp, 143) => App::Imap,
+        (Transport::Tcp, 110) => App::Pop3,
+        (Transport::Tcp, 21) => App::Ftp,
+        (Transport::Tcp, 23) => App::Telnet,
+        (Transport::Udp, 443) => App::Quic,
+        (Transport::Udp, 51820) => App::Wireguard,
+        (Transport::Udp, 4500) => App::Ipsec,
+        (Transport::Udp, 500) => App::Ike,
+        _ => return None,
+    };
+    Some(app)
+}
+
+type DetectFn = fn(&Ctx) -> Parse<Detected>;
+
+/// TCP dissectors, in default order (strong signatures first, weak ones last).
+const TCP_DISSECTORS: &[(App, DetectFn)] = &[
+    (App::Tls, tls::detect_tls),
+    (App::Ssh, misc::detect_ssh),
+    (App::Http2, http::detect_h2),
+    (App::Http, http::detect_http),
+    (App::Postgres, sql::detect_postgres),
+    (App::Mysql, sql::detect_mysql),
+    (App::Redis, sql::detect_redis),
+    (App::Mongodb, sql::detect_mongodb),
+    (App::Amqp, misc::detect_amqp),
+    (App::Mqtt, misc::detect_mqtt),
+    (App::Ldap, misc::detect_ldap),
+    (App::Smtp, mail::detect_mail),
+    (App::Telnet, misc::detect_telnet),
+    (App::Dns, dns::detect_dns_tcp),
+    (App::Memcached, sql::detect_memcached),
+    (App::Kafka, sql::detect_kafka),
+];
+
+/// UDP dissectors.
+const UDP_DISSECTORS: &[(App, DetectFn)] = &[
+    (App::Dns, dns::detect_dns_udp),
+    (App::Quic, misc::detect_quic),
+    (App::Dtls, tls::detect_dtls),
+    (App::Wireguard, misc::detect_wireguard),
+    (App::Ipsec, misc::detect_nat_t),
+    (App::Ike, misc::detect_ike),
+    (App::Memcached, sql::detect_memcached),
+];
+
+/// Runs candidates; the port-hinted one first. Returns the first match, else NeedMore if any
+/// candidate still could match.
+fn run_dissectors(
+    list: &[(App, DetectFn)],
+    hint: Option<App>,
+    ctx: &Ctx,
+    tried_hint: bool,
+) -> Parse<Detected> {
+    let mut need_more = false;
+    let mut consider = |f: DetectFn| -> Option<Detected> {
+        match f(ctx) {
+            Parse::Done(d) => Some(d),
+            Parse::NeedMore => {
+                need_more = true;
+                None
+            }
+            Parse::NotThis => None,
+        }
+    };
+    if tried_hint && let Some(h) = hint {
+        for (app, f) in list {
+            // Mail covers SMTP/IMAP/POP3/FTP.
+            let same = *app == h
+                || (*app == App::Smtp && matches!(h, App::Imap | App::Pop3 | App::Ftp))
+                || (*app == App::Http2 && h == App::Http);
+            if same && let Some(d) = consider(*f) {
+                return Parse::Done(d);
+            }
+        }
+    }
+    for (app, f) in list {
+        if tried_hint && Some(*app) == hint {
+            continue;
+        }
+        if let Some(d) = consider(*f) {
+            return Parse::Done(d);
+        }
+    }
+    if need_more {
+        Parse::NeedMore
+    } else {
+        Parse::NotThis
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// Still reading.
+    Open,
+    /// Verdict final.
+    Done,
+}
+
+struct Inner {
+    /// TCP stream buffers, `None` for UDP and once done.
+    streams: Option<Box<[StreamBuf; 2]>>,
+    info: AppInfo,
+    packets: u32,
+    /// First bytes of datagrams (UDP), for the byte hint.
+    udp_sample: Vec<u8>,
+    /// First time each credential (kind, dir) was seen.
+    cred_seen: Vec<Credential>,
+}
+
+/// Per-flow dissection state. 16 bytes when idle; see the module doc for the contract.
+pub struct FlowDissector {
+    inner: Option<Box<Inner>>,
+    iport: u16,
+    rport: u16,
+    transport: Transport,
+    state: State,
+}
+
+impl FlowDissector {
+    /// Creates the state for a new flow. Allocates nothing.
+    pub fn new(transport: Transport, initiator_port: u16, responder_port: u16) -> Self {
+        FlowDissector {
+            inner: None,
+            iport: initiator_port,
+            rport: responder_port,
+            transport,
+            state: State::Open,
+        }
+    }
+
+    /// False once the verdict is final: the caller may stop feeding packets.
+    #[inline]
+    pub fn wants_more(&self) -> bool {
+        self.state == State::Open
+    }
+
+    /// The current (or final) result.
+    pub fn result(&self) -> &AppInfo {
+        match &self.inner {
+            Some(i) => &i.info,
+            None => &UNKNOWN_INFO,
+        }
+    }
+
+    /// Convenience wrapper matching the simplest call shape: payload with an optional sequence
+    /// number and the SYN flag.
+    pub fn on_payload(
+        &mut self,
+        dir: Dir,
+        seq: Option<u32>,
+        syn: bool,
+        payload: &[u8],
+        ts_ns: u64,
+        budget: &mut Budget,
+    ) {
+        self.on_packet(
+            dir,
+            Segment {
+                seq,
+                syn,
+                fin: false,
+                payload,
+            },
+            ts_ns,
+            budget,
+        );
+    }
+
+    /// Feeds one packet of the flow. Cheap no-op once `wants_more()` is false.
+    pub fn on_packet(&mut self, dir: Dir, seg: Segment<'_>, ts_ns: u64, budget: &mut Budget) {
+        if self.state != State::Open {
+            return;
+        }
+        match self.transport {
+            Transport::Tcp => self.on_tcp(dir, seg, ts_ns, budget),
+            Transport::Udp | Transport::Sctp => self.on_datagram(dir, seg.payload, ts_ns, budget),
+            Transport::Other(proto) => {
+                if seg.payload.is_empty() {
+                    return;
+                }
+                let inner = self.inner_mut(budget);
+                if proto == 50 {
+                    inner.info = misc::esp_info(seg.payload);
+                } else {
+                    inner.info.hint = Some(byte_hint(seg.payload, &[]));
+                }
+                self.finish();
+            }
+        }
+    }
+
+    fn inner_mut(&mut self, _budget: &mut Budget) -> &mut Inner {
+        self.inner.get_or_insert_with(|| {
+            Box::new(Inner {
+                streams: None,
+                info: AppInfo::UNKNOWN,
+                packets: 0,
+                udp_sample: Vec::new(),
+                cred_seen: Vec::new(),
+            })
+        })
+    }
+
+    fn on_tcp(&mut self, dir: Dir, seg: Segment<'_>, ts_ns: u64, budget: &mut Budget) {
+        if seg.payload.is_empty() && !seg.syn && !seg.fin {
+            return;
+        }
+        let cap = budget.limits.per_direction;
+        let inner = self.inner_mut(budget);
+        let streams = inner
+            .streams
+            .get_or_insert_with(|| Box::new([StreamBuf::new(cap), StreamBuf::new(cap)]));
+        let sb = &mut streams[dir.idx()];
+        let mut grew = false;
+        match seg.seq {
+            Some(seq) => {
+                if seg.syn {
+                    sb.on_syn(seq);
+                }
+                let data_seq = if seg.syn { seq.wrapping_add(1) } else { seq };
+                grew |= sb.push(data_seq, seg.payload, budget);
+                if seg.fin {
+                    sb.on_fin(data_seq.wrapping_add(seg.payload.len() as u32), budget);
+                }
+            }
+            None => grew |= sb.push_unsequenced(seg.payload, budget),
+        }
+        if !seg.payload.is_empty() {
+            inner.packets += 1;
+        }
+        let closed_now = seg.fin;
+        if grew || closed_now || inner.packets >= budget.limits.max_packets {
+            self.analyze_tcp(ts_ns, budget);
+        }
+    }
+
+    fn analyze_tcp(&mut self, ts_ns: u64, budget: &mut Budget) {
+        let (iport, rport, transport) = (self.iport, self.rport, self.transport);
+        let Some(inner) = self.inner.as_mut() else {
+            return;
+        };
+        let Some(streams) = inner.streams.as_ref() else {
+            return;
+        };
+        let [c, s] = &**streams;
+        let ctx = Ctx {
+            c2s: c.data(),
+            s2c: s.data(),
+            c2s_closed: c.is_closed(),
+            s2c_closed: s.is_closed(),
+            iport,
+            rport,
+        };
+        let hint = port_app(transport, rport).or_else(|| port_app(transport, iport));
+        let midstream = c.midstream || s.midstream;
+        let both_closed = ctx.c2s_closed && ctx.s2c_closed;
+        let out_of_packets = inner.packets >= budget.limits.max_packets;
+        let outcome = run_dissectors(TCP_DISSECTORS, hint, &ctx, true);
+        let done = match outcome {
+            Parse::Done(d) => {
+                let complete = d.complete || both_closed || out_of_packets;
+                apply(inner, d, hint, ts_ns);
+                complete
+            }
+            Parse::NeedMore if !(both_closed || out_of_packets) => false,
+            _ => {
+                inner.info = AppInfo {
+                    port_hint: hint,
+                    hint: Some(byte_hint(ctx.c2s, ctx.s2c)),
+                    ..AppInfo::UNKNOWN
+                };
+                both_closed || out_of_packets || (ctx.c2s_closed || ctx.s2c_closed)
+            }
+        };
+        inner.info.midstream = midstream;
+        if done {
+            self.finish();
+        }
+    }
+
+    fn on_datagram(&mut self, dir: Dir, payload: &[u8], ts_ns: u64, budget: &mut Budget) {
+        if payload.is_empty() {
+            return;
+        }
+        let (iport, rport, transport) = (self.iport, self.rport, self.transport);
+        let inner = self.inner_mut(budget);
+        inner.packets += 1;
+        if inner.udp_sample.len() < 256 {
+            let take = (256 - inner.udp_sample.len()).min(payload.len());
+            inner.udp_sample.extend_from_slice(&payload[..take]);
+        }
+        let (c2s, s2c) = match dir {
+            Dir::ToResponder => (payload, &[][..]),
+            Dir::ToInitiator => (&[][..], payload),
+        };
+        let ctx = Ctx {
+            c2s,
+            s2c,
+            c2s_closed: true,
+            s2c_closed: true,
+            iport,
+            rport,
+        };
+        let hint = port_app(transport, rport).or_else(|| port_app(transport, iport));
+        let prev = inner.info.app;
+        let done = match run_dissectors(UDP_DISSECTORS, hint, &ctx, true) {
+            Parse::Done(d) => {
+                if prev == App::Dns && d.app == App::Dns {
+                    // Merge DNS messages of one flow (queries then answers).
+                    let complete = d.complete;
+                    if let (Some(Facts::Dns(old)), Some(Facts::Dns(new))) =
+                        (&mut inner.info.facts, d.facts)
+                    {
+                        old.merge(*new);
+                    }
+                    complete || inner.packets >= 8
+                } else if prev != App::Unknown && prev != d.app {
+                    // Keep the first verdict; a later datagram disagreeing is noise.
+                    inner.packets >= 8
+                } else {
+                    let complete = d.complete;
+                    apply(inner, d, hint, ts_ns);
+                    complete || inner.packets >= 8
+                }
+            }
+            _ => {
+                if prev == App::Unknown {
+                    inner.info.port_hint = hint;
+                    inner.info.hint = Some(byte_hint(&inner.udp_sample, &[]));
+                    inner.packets >= 4
+                } else {
+                    inner.packets >= 8
+                }
+            }
+        };
+        if done {
+            self.finish();
+        }
+    }
+
+    fn finish(&mut self) {
+        self.state = State::Done;
+        if let Some(inner) = self.inner.as_mut() {
+            if let Some(mut s) = inner.streams.take() {
+                s[0].free();
+                s[1].free();
+            }
+            inner.udp_sample = Vec::new();
+            inner.cred_seen = Vec::new();
+            inner.info.credentials.shrink_to_fit();
+        }
+    }
+}
+
+/// Writes a dissector's finding into the flow's result, time-stamping new credentials.
+fn apply(inner: &mut Inner, d: Detected, hint: Option<App>, ts_ns: u64) {
+    let mut creds = Vec::with_capacity(d.creds.len());
+    for (kind, dir, redacted) in d.creds.into_iter().take(32) {
+        let ts = inner
+            .cred_seen
+            .iter()
+            .find(|c| c.kind == kind && c.dir == dir && c.redacted == redacted)
+            .map_or(ts_ns, |c| c.ts_ns);
+        let c = Credential {
+            kind,
+            dir,
+            ts_ns: ts,
+            redacted,
+        };
+        if !inner.cred_seen.contains(&c) {
+            inner.cred_seen.push(c.clone());
+        }
+        creds.push(c);
+    }
+    let port_hint = hint.filter(|h| {
+        *h != d.app
+            && !(d.app == App::Tls && d.upgrade.is_none() && *h == App::Tls)
+            && !(matches!(d.app, App::Http2 | App::Grpc) && *h == App::Http)
+    });
+    inner.info = AppInfo {
+        app: d.app,
+        encryption: d.encryption,
+        sni: d.sni,
+        service: d.service,
+        port_hint,
+        hint: None,
+        midstream: inner.info.midstream,
+        upgrade: d.upgrade,
+        facts: d.facts,
+        credentials: creds,
+    };
+}
+
+#[cfg(test)]
+mod tests;

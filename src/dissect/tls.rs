@@ -1,0 +1,610 @@
+//! TLS and DTLS: ClientHello / ServerHello facts, JA3/JA3S fingerprints.
+//!
+//! Handshake messages are reassembled across records and across TCP segments (a ClientHello
+//! split over several records is handled), then parsed with the `tls-parser` crate.
+//! Guarantees: a prefix of a valid ClientHello yields [`Parse::NeedMore`], never a wrong
+//! answer; strings taken from the wire (SNI, ALPN) are sanitized; nothing panics on malformed
+//! input. Once a ServerHello selects TLS 1.3 the rest is encrypted and the verdict is final.
+
+use md5::{Digest, Md5};
+use serde::Serialize;
+use tls_parser::{
+    DTLSMessage, DTLSMessageHandshakeBody, TlsCipherSuite, TlsExtension, TlsExtensionType,
+    TlsMessage, TlsMessageHandshake, parse_dtls_plaintext_record, parse_tls_extensions,
+    parse_tls_message_handshake,
+};
+
+use super::{App, Ctx, Detected, Encryption, Facts, Parse};
+use crate::sanitize::sanitize_bytes;
+
+/// Facts from a TLS or DTLS handshake.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct TlsFacts {
+    /// Version in the first record header ("TLS 1.0" is common for ClientHellos).
+    pub record_version: Option<String>,
+    /// ClientHello legacy_version.
+    pub client_version: Option<String>,
+    /// supported_versions offered by the client (GREASE removed).
+    pub offered_versions: Vec<String>,
+    /// Version the server selected (supported_versions if present, else legacy version).
+    pub selected_version: Option<String>,
+    /// Cipher suite the server selected (IANA name, or hex).
+    pub cipher_suite: Option<String>,
+    /// Number of cipher suites the client offered.
+    pub offered_cipher_count: usize,
+    /// ALPN protocols offered by the client (sanitized).
+    pub alpn: Vec<String>,
+    /// ALPN protocol selected by the server.
+    pub alpn_selected: Option<String>,
+    /// The server answered with a HelloRetryRequest.
+    pub hello_retry_request: bool,
+    /// encrypted_client_hello (0xfe0d) offered: the real SNI is hidden.
+    pub ech: bool,
+    /// Legacy encrypted_server_name (0xffce) offered.
+    pub esni: bool,
+    /// Some(true) when a CertificateRequest was seen (mutual TLS), Some(false) when the
+    /// server's cleartext flight ended without one; None when not visible (TLS 1.3).
+    pub client_cert_requested: Option<bool>,
+    /// JA3 client fingerprint (md5 hex of the JA3 string).
+    pub ja3: Option<String>,
+    /// JA3S server fingerprint.
+    pub ja3s: Option<String>,
+    /// Number of records the ClientHello spanned (> 1: fragmented).
+    pub client_hello_records: u32,
+    /// An SSLv2-compatible ClientHello was seen.
+    pub sslv2_hello: bool,
+}
+
+/// Human name of a (D)TLS version number.
+pub fn version_name(v: u16) -> String {
+    match v {
+        0x0200 => "SSL 2.0".into(),
+        0x0300 => "SSL 3.0".into(),
+        0x0301 => "TLS 1.0".into(),
+        0x0302 => "TLS 1.1".into(),
+        0x0303 => "TLS 1.2".into(),
+        0x0304 => "TLS 1.3".into(),
+        0xfeff => "DTLS 1.0".into(),
+        0xfefd => "DTLS 1.2".into(),
+        0xfefc => "DTLS 1.3".into(),
+        0x7f00..=0x7fff => format!("TLS 1.3 draft {}", v & 0xff),
+        _ => format!("0x{v:04x}"),
+    }
+}
+
+fn cipher_name(id: u16) -> String {
+    TlsCipherSuite::from_id(id).map_or_else(|| format!("0x{id:04x}"), |c| c.name.to_string())
+}
+
+/// GREASE values (RFC 8701) are ignored in fingerprints and lists.
+pub fn is_grease(v: u16) -> bool {
+    v & 0x0f0f == 0x0a0a && (v >> 8) == (v & 0xff)
+}
+
+/// The SHA-256 of "HelloRetryRequest": a ServerHello with this random is an HRR.
+const HRR_RANDOM: [u8; 32] = [
+    0xcf, 0x21, 0xad, 0x74, 0xe5, 0x9a, 0x61, 0x11, 0xbe, 0x1d, 0x8c, 0x02, 0x1e, 0x65, 0xb8, 0x91,
+    0xc2, 0xa2, 0x11, 0x16, 0x7a, 0xbb, 0x8c, 0x5e, 0x07, 0x9e, 0x09, 0xe2, 0xc8, 0xa8, 0x33, 0x9c,
+];
+
+/// Handshake bytes gathered from the leading handshake records of one direction.
+struct HsStream {
+    bytes: Vec<u8>,
+    /// Records consumed.
+    records: u32,
+    first_version: Option<u16>,
+    /// The record layer ended (non-handshake record, CCS, or end of data at a record boundary).
+    /// `false` means the data stops inside a record.
+    partial_record: bool,
+    /// A non-TLS byte pattern was found where a record header was expected.
+    garbage: bool,
+    /// A ChangeCipherSpec or application-data record was seen after the handshake records.
+    saw_ccs_or_data: bool,
+}
+
+/// Collects handshake-record payloads from `data` (TLS record layer), skipping up to one CCS
+/// (TLS 1.3 middlebox compatibility) only when `past_ccs` is set.
+fn gather(data: &[u8], past_ccs: bool) -> HsStream {
+    let mut hs = HsStream {
+        bytes: Vec::new(),
+        records: 0,
+        first_version: None,
+        partial_record: false,
+        garbage: false,
+        saw_ccs_or_data: false,
+    };
+    let mut off = 0usize;
+    let mut ccs_seen = 0;
+    while off < data.len() {
+        let rest = &data[off..];
+        if rest.len() < 5 {
+            hs.partial_record = true;
+            // Validate what we have of the header.
+            if !header_prefix_ok(rest) {
+                hs.garbage = true;
+            }
+            break;
+        }
+        let ctype = rest[0];
+        let ver = u16::from_be_bytes([rest[1], rest[2]]);
+        let len = u16::from_be_bytes([rest[3], rest[4]]) as usize;
+        if !(20..=24).contains(&ctype) || rest[1] != 3 || len > 18432 {
+            hs.garbage = true;
+            break;
+        }
+        if hs.first_version.is_none() {
+            hs.first_version = Some(ver);
+        }
+        if rest.len() < 5 + len {
+            if ctype == 22 {
+                // Partial handshake record: usable prefix for incremental parsing.
+                hs.bytes.extend_from_slice(&rest[5..]);
+                hs.partial_record = true;
+            }
+            break;
+        }
+        match ctype {
+            22 => {
+                hs.bytes.extend_from_slice(&rest[5..5 + len]);
+                hs.records += 1;
+            }
+            20 if past_ccs && ccs_seen == 0 => {
+                ccs_seen += 1;
+                hs.saw_ccs_or_data = true;
+            }
+            _ => {
+                hs.saw_ccs_or_data = true;
+                break;
+            }
+        }
+        off += 5 + len;
+    }
+    hs
+}
+
+fn header_prefix_ok(p: &[u8]) -> bool {
+    (p.is_empty() || (20..=24).contains(&p[0])) && (p.len() < 2 || p[1] == 3)
+}
+
+/// Splits complete handshake messages: (type, body). Returns the messages and whether the
+/// stream ends inside a message.
+fn split_messages(hs: &[u8]) -> (Vec<(u8, &[u8])>, bool) {
+    let mut out = Vec::new();
+    let mut off = 0usize;
+    while off < hs.len() {
+        let rest = &hs[off..];
+        if rest.len() < 4 {
+            return (out, true);
+        }
+        let len = u32::from_be_bytes([0, rest[1], rest[2], rest[3]]) as usize;
+        if rest.len() < 4 + len {
+            return (out, true);
+        }
+        out.push((rest[0], &rest[..4 + len]));
+        off += 4 + len;
+    }
+    (out, false)
+}
+
+/// Client-side facts derived from a ClientHello. Returns the SNI too.
+fn client_hello_facts(
+    f: &mut TlsFacts,
+    version: u16,
+    ciphers: &[u16],
+    ext: Option<&[u8]>,
+) -> Option<String> {
+    f.client_version = Some(version_name(version));
+    f.offered_cipher_count = ciphers.iter().filter(|c| !is_grease(**c)).count();
+    let mut sni = None;
+    let mut ext_types: Vec<u16> = Vec::new();
+    let mut groups: Vec<u16> = Vec::new();
+    let mut formats: Vec<u8> = Vec::new();
+    if let Some(ext) = ext {
+        match parse_tls_extensions(ext) {
+            Ok((_, exts)) => {
+                for e in &exts {
+                    let t = TlsExtensionType::from(e).0;
+                    ext_types.push(t);
+                    match e {
+                        TlsExtension::SNI(list) => {
+                            if sni.is_none()
+                                && let Some((_, name)) = list.iter().find(|(t, _)| t.0 == 0)
+                            {
+                                sni = Some(sanitize_bytes(name));
+                            }
+                        }
+                        TlsExtension::ALPN(list) => {
+                            f.alpn = list.iter().take(16).map(|p| sanitize_bytes(p)).collect();
+                        }
+                        TlsExtension::SupportedVersions(vs) => {
+                            f.offered_versions = vs
+                                .iter()
+                                .filter(|v| !is_grease(v.0))
+                                .take(16)
+                                .map(|v| version_name(v.0))
+                                .collect();
+                        }
+                        TlsExtension::EllipticCurves(gs) => {
+                            groups = gs.iter().map(|g| g.0).collect();
+                        }
+                        TlsExtension::EcPointFormats(p) => formats = p.to_vec(),
+                        TlsExtension::EncryptedServerName { .. } => f.esni = true,
+                        TlsExtension::Unknown(t, _) if t.0 == 0xfe0d => f.ech = true,
+                        TlsExtension::Unknown(t, _) if t.0 == 0xffce => f.esni = true,
+                        _ => {}
+                    }
+                }
+            }
+            Err(_) => {
+                // Fall back to a raw walk: types for JA3 and the SNI.
+                let mut off = 0usize;
+                while off + 4 <= ext.len() {
+                    let t = u16::from_be_bytes([ext[off], ext[off + 1]]);
+                    let l = u16::from_be_bytes([ext[off + 2], ext[off + 3]]) as usize;
+                    let Some(body) = ext.get(off + 4..off + 4 + l) else {
+                        break;
+                    };
+                    ext_types.push(t);
+                    if t == 0 && body.len() > 5 && body[2] == 0 {
+                        let nl = u16::from_be_bytes([body[3], body[4]]) as usize;
+                        if let Some(n) = body.get(5..5 + nl) {
+                            sni = Some(sanitize_bytes(n));
+                        }
+                    }
+                    match t {
+                        0xfe0d => f.ech = true,
+                        0xffce => f.esni = true,
+                        _ => {}
+                    }
+                    off += 4 + l;
+                }
+            }
+        }
+    }
+    let join16 = |v: &mut dyn Iterator<Item = u16>| {
+        v.filter(|x| !is_grease(*x))
+            .map(|x| x.to_string())
+            .collect::<Vec<_>>()
+            .join("-")
+    };
+    let ja3 = format!(
+        "{},{},{},{},{}",
+        version,
+        join16(&mut ciphers.iter().copied()),
+        join16(&mut ext_types.iter().copied()),
+        join16(&mut groups.iter().copied()),
+        formats
+            .iter()
+            .map(|x| x.to_string())
+            .collect::<Vec<_>>()
+            .join("-")
+    );
+    f.ja3 = Some(md5_hex(ja3.as_bytes()));
+    sni.filter(|s| !s.is_empty())
+}
+
+fn md5_hex(b: &[u8]) -> String {
+    let d = Md5::digest(b);
+    let mut s = String::with_capacity(32);
+    for x in d.iter() {
+        s.push_str(&format!("{x:02x}"));
+    }
+    s
+}
+
+/// Server-side facts from a ServerHello. Returns true when it is a HelloRetryRequest.
+fn server_hello_facts(
+    f: &mut TlsFacts,
+    version: u16,
+    random: &[u8],
+    cipher: u16,
+    ext: Option<&[u8]>,
+) -> bool {
+    let hrr = random == HRR_RANDOM;
+    let mut selected = version;
+    let mut ext_types = Vec::new();
+    if let Some(ext) = ext
+        && let Ok((_, exts)) = parse_tls_extensions(ext)
+    {
+        for e in &exts {
+            ext_types.push(TlsExtensionType::from(e).0);
+            match e {
+                TlsExtension::SupportedVersions(vs) => {
+                    if let Some(v) = vs.first() {
+                        selected = v.0;
+                    }
+                }
+                TlsExtension::ALPN(list) => {
+                    f.alpn_selected = list.first().map(|p| sanitize_bytes(p));
+                }
+                // In a ServerHello, supported_versions is a single u16 which tls-parser may
+                // report as Unknown: decode it by hand.
+                TlsExtension::Unknown(t, d) if t.0 == 43 && d.len() == 2 => {
+                    selected = u16::from_be_bytes([d[0], d[1]]);
+                }
+                _ => {}
+            }
+        }
+    }
+    if hrr {
+        f.hello_retry_request = true;
+        return true;
+    }
+    f.selected_version = Some(version_name(selected));
+    f.cipher_suite = Some(cipher_name(cipher));
+    let ja3s = format!(
+        "{},{},{}",
+        version,
+        cipher,
+        ext_types
+            .iter()
+            .map(|x| x.to_string())
+            .collect::<Vec<_>>()
+            .join("-")
+    );
+    f.ja3s = Some(md5_hex(ja3s.as_bytes()));
+    false
+}
+
+/// Result of reading one side's handshake.
+struct ClientSide {
+    sni: Option<String>,
+    seen_hello: bool,
+    need_more: bool,
+}
+
+fn read_client(data: &[u8], f: &mut TlsFacts, past_ccs: bool) -> Result<ClientSide, ()> {
+    let hs = gather(data, past_ccs);
+    if hs.garbage && hs.records == 0 && hs.bytes.is_empty() {
+        return Err(());
+    }
+    f.record_version = hs.first_version.map(version_name);
+    let (msgs, partial) = split_messages(&hs.bytes);
+    let mut out = ClientSide {
+        sni: None,
+        seen_hello: false,
+        need_more: false,
+    };
+    // The first handshake byte must be ClientHello (1).
+    if let Some(&t) = hs.bytes.first()
+        && t != 1
+    {
+        return Err(());
+    }
+    for (t, raw) in msgs {
+        if t != 1 {
+            continue;
+        }
+        match parse_tls_message_handshake(raw) {
+            Ok((_, TlsMessage::Handshake(TlsMessageHandshake::ClientHello(ch)))) => {
+                let ciphers: Vec<u16> = ch.ciphers.iter().map(|c| c.0).collect();
+                // Keep the latest ClientHello (after an HRR the second one counts).
+                out.sni = client_hello_facts(f, ch.version.0, &ciphers, ch.ext).or(out.sni);
+                out.seen_hello = true;
+                f.client_hello_records = f.client_hello_records.max(hs.records.max(1));
+            }
+            _ => return if out.seen_hello { Ok(out) } else { Err(()) },
+        }
+    }
+    if !out.seen_hello && (partial || hs.partial_record || hs.bytes.is_empty()) {
+        out.need_more = true;
+        if hs.garbage {
+            return Err(());
+        }
+    }
+    Ok(out)
+}
+
+/// Reads the server's cleartext flight. Returns (server hello seen, complete).
+fn read_server(data: &[u8], f: &mut TlsFacts, past_ccs: bool) -> (bool, bool) {
+    let hs = gather(data, past_ccs);
+    let (msgs, _partial) = split_messages(&hs.bytes);
+    let mut seen = false;
+    let mut complete = false;
+    let mut hrr = false;
+    for (t, raw) in msgs {
+        match t {
+            2 => match parse_tls_message_handshake(raw) {
+                Ok((_, TlsMessage::Handshake(TlsMessageHandshake::ServerHello(sh)))) => {
+                    hrr = server_hello_facts(f, sh.version.0, sh.random, sh.cipher.0, sh.ext);
+                    seen = !hrr;
+                    if seen && f.selected_version.as_deref() == Some("TLS 1.3") {
+                        complete = true;
+                    }
+                }
+                Ok((_, TlsMessage::Handshake(TlsMessageHandshake::HelloRetryRequest(_)))) => {
+                    f.hello_retry_request = true;
+                    hrr = true;
+                }
+                _ => break,
+            },
+            13 => f.client_cert_requested = Some(true),
+            14 => {
+                f.client_cert_requested.get_or_insert(false);
+                complete = true;
+            }
+            _ => {}
+        }
+        if complete {
+            break;
+        }
+    }
+    if seen && hs.saw_ccs_or_data && !hrr {
+        complete = true;
+    }
+    (seen, complete)
+}
+
+/// Service hint for well-known Kubernetes control-plane TLS endpoints.
+fn service_hint(sni: Option<&str>, ctx: &Ctx) -> Option<&'static str> {
+    let s = sni.unwrap_or("");
+    if ctx.rport == 2379 || ctx.rport == 2380 || s.contains("etcd") {
+        Some("etcd")
+    } else if ctx.rport == 10250 || s.contains("kubelet") {
+        Some("kubelet")
+    } else if ctx.rport == 6443 || s.starts_with("kubernetes.default") || s == "kubernetes" {
+        Some("kube-apiserver")
+    } else {
+        None
+    }
+}
+
+/// Parses a TLS handshake starting at `c2s` / `s2c` (used directly and after STARTTLS).
+/// Returns NotThis when `c2s` does not start a TLS handshake.
+pub(crate) fn parse_tls_pair(
+    c2s: &[u8],
+    s2c: &[u8],
+    c2s_closed: bool,
+) -> Parse<(TlsFacts, Option<String>, bool)> {
+    if c2s.is_empty() {
+        return Parse::NeedMore;
+    }
+    if is_sslv2_hello(c2s) {
+        let f = TlsFacts {
+            sslv2_hello: true,
+            client_version: Some(version_name(u16::from_be_bytes([c2s[3], c2s[4]]))),
+            ..Default::default()
+        };
+        return Parse::Done((f, None, !s2c.is_empty()));
+    }
+    let mut f = TlsFacts::default();
+    // First pass without skipping CCS; if the server sent an HRR, a second ClientHello may
+    // follow a compatibility CCS.
+    let mut server = TlsFacts::default();
+    let (sh_seen, complete) = read_server(s2c, &mut server, false);
+    let past_ccs = server.hello_retry_request;
+    let (sh_seen, complete) = if past_ccs {
+        server = TlsFacts::default();
+        read_server(s2c, &mut server, true)
+    } else {
+        (sh_seen, complete)
+    };
+    let client = match read_client(c2s, &mut f, past_ccs) {
+        Ok(c) => c,
+        Err(()) => return Parse::NotThis,
+    };
+    if client.need_more && !c2s_closed {
+        return Parse::NeedMore;
+    }
+    if !client.seen_hello {
+        return Parse::NotThis;
+    }
+    f.selected_version = server.selected_version;
+    f.cipher_suite = server.cipher_suite;
+    f.alpn_selected = server.alpn_selected;
+    f.hello_retry_request = server.hello_retry_request;
+    f.client_cert_requested = server.client_cert_requested;
+    f.ja3s = server.ja3s;
+    let _ = sh_seen;
+    Parse::Done((f, client.sni, complete))
+}
+
+fn is_sslv2_hello(d: &[u8]) -> bool {
+    d.len() >= 5 && d[0] & 0x80 != 0 && d[2] == 1 && (d[3] == 0 || d[3] == 3) && d[4] <= 4
+}
+
+/// TLS over TCP.
+pub(crate) fn detect_tls(ctx: &Ctx) -> Parse<Detected> {
+    let c = ctx.c2s;
+    if c.is_empty() {
+        // A server that speaks first is not TLS (unless we picked the flow up mid-way).
+        if ctx.s2c.len() >= 3 && ctx.s2c[0] == 22 && ctx.s2c[1] == 3 {
+            let mut f = TlsFacts::default();
+            let (seen, complete) = read_server(ctx.s2c, &mut f, false);
+            if seen {
+                let mut d = Detected::new(
+                    App::Tls,
+                    Encryption::Encrypted,
+                    Some(Facts::Tls(Box::new(f))),
+                    complete && ctx.c2s_closed,
+                );
+                d.service = service_hint(None, ctx);
+                return Parse::Done(d);
+            }
+        }
+        return if ctx.s2c.is_empty() {
+            Parse::NeedMore
+        } else {
+            Parse::NotThis
+        };
+    }
+    if !(c[0] == 22 || is_sslv2_hello(c) || (c.len() < 5 && c[0] & 0x80 != 0)) {
+        return Parse::NotThis;
+    }
+    match parse_tls_pair(c, ctx.s2c, ctx.c2s_closed) {
+        Parse::Done((f, sni, complete)) => {
+            let mut d = Detected::new(App::Tls, Encryption::Encrypted, None, complete);
+            d.service = service_hint(sni.as_deref(), ctx);
+            d.sni = sni;
+            d.facts = Some(Facts::Tls(Box::new(f)));
+            Parse::Done(d)
+        }
+        Parse::NeedMore => Parse::NeedMore,
+        Parse::NotThis => Parse::NotThis,
+    }
+}
+
+/// DTLS over UDP (one datagram per call).
+pub(crate) fn detect_dtls(ctx: &Ctx) -> Parse<Detected> {
+    let d = if ctx.c2s.is_empty() { ctx.s2c } else { ctx.c2s };
+    if d.len() < 13 || !(20..=25).contains(&d[0]) || d[1] != 0xfe || d[2] < 0xfc {
+        return Parse::NotThis;
+    }
+    let mut f = TlsFacts {
+        record_version: Some(version_name(u16::from_be_bytes([d[1], d[2]]))),
+        ..Default::default()
+    };
+    let mut sni = None;
+    let mut off = 0usize;
+    let mut any = false;
+    while off < d.len() {
+        let Ok((rest, rec)) = parse_dtls_plaintext_record(&d[off..]) else {
+            break;
+        };
+        any = true;
+        for m in &rec.messages {
+            if let DTLSMessage::Handshake(h) = m {
+                match &h.body {
+                    DTLSMessageHandshakeBody::ClientHello(ch) => {
+                        let ciphers: Vec<u16> = ch.ciphers.iter().map(|c| c.0).collect();
+                        sni = client_hello_facts(&mut f, ch.version.0, &ciphers, ch.ext).or(sni);
+                    }
+                    DTLSMessageHandshakeBody::ServerHello(sh) => {
+                        server_hello_facts(&mut f, sh.version.0, sh.random, sh.cipher.0, sh.ext);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        off = d.len() - rest.len();
+        if rest.is_empty() {
+            break;
+        }
+    }
+    if !any {
+        return Parse::NotThis;
+    }
+    let complete = f.selected_version.is_some();
+    let mut det = Detected::new(App::Dtls, Encryption::Encrypted, None, complete);
+    det.sni = sni;
+    det.facts = Some(Facts::Dtls(Box::new(f)));
+    Parse::Done(det)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grease() {
+        assert!(is_grease(0x0a0a));
+        assert!(is_grease(0xfafa));
+        assert!(!is_grease(0x0a1a));
+    }
+
+    #[test]
+    fn versions() {
+        assert_eq!(version_name(0x0303), "TLS 1.2");
+        assert_eq!(version_name(0xfefd), "DTLS 1.2");
+    }
+}
