@@ -5,6 +5,8 @@
 //!
 //! Throughput is reported in bytes/s of payload fed.
 
+#![allow(clippy::disallowed_methods)] // benches read fixtures
+
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use podwire::dissect::{Budget, Dir, FlowDissector, Segment, Transport};
 use std::hint::black_box;

@@ -4,6 +4,8 @@
 //!
 //! Run: `cargo bench --bench policy`.
 
+#![allow(clippy::disallowed_methods)] // benches read fixtures
+
 use std::hint::black_box;
 use std::net::IpAddr;
 

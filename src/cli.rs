@@ -39,6 +39,10 @@ pub enum Command {
         file: PathBuf,
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
+        /// Cluster snapshot (`kubectl get … -o yaml|json` List or multi-document manifests):
+        /// adds identities and NetworkPolicy verdicts to every flow.
+        #[arg(long)]
+        cluster: Option<PathBuf>,
         #[command(flatten)]
         tuning: Tuning,
     },
@@ -50,11 +54,55 @@ pub enum Command {
         #[command(flatten)]
         tuning: Tuning,
     },
-    /// Run the main job on the bundled demo capture.
+    /// Run the main job on the bundled demo capture and its cluster snapshot.
     Demo {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// Ask the NetworkPolicies questions without traffic.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Would a connection from one pod to another on a port be allowed, and why?
+    Check {
+        #[arg(long)]
+        cluster: PathBuf,
+        /// Extra NetworkPolicy files applied on top of the snapshot's (what-if).
+        #[arg(long)]
+        policy: Vec<PathBuf>,
+        /// Source as NAMESPACE/POD (or an IP address).
+        #[arg(long)]
+        from: String,
+        /// Destination as NAMESPACE/POD (or an IP address).
+        #[arg(long)]
+        to: String,
+        /// Destination port as PORT/PROTOCOL (e.g. 80/TCP) or a named port of the destination.
+        #[arg(long)]
+        port: String,
+        #[arg(long, value_enum, default_value_t = StatsFormat::Text)]
+        format: StatsFormat,
+    },
+    /// Reachability truth table between all pods on one port.
+    Matrix {
+        #[arg(long)]
+        cluster: PathBuf,
+        #[arg(long)]
+        policy: Vec<PathBuf>,
+        /// PORT/PROTOCOL, e.g. 80/TCP.
+        #[arg(long)]
+        port: String,
+        #[arg(long, value_enum, default_value_t = MatrixFormat::Table)]
+        format: MatrixFormat,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum MatrixFormat {
+    Table,
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -102,8 +150,9 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Flows {
             file,
             format,
+            cluster,
             tuning,
-        } => flows(&file, format, &tuning),
+        } => flows(&file, format, cluster.as_deref(), &tuning),
         Command::Stats {
             file,
             format,
@@ -117,8 +166,15 @@ pub fn run(cli: Cli) -> Result<i32> {
                 udp_idle: 60,
                 no_progress: true,
             };
-            flows(&path, format, &tuning)
+            let cluster = path.with_file_name("demo-cluster.yaml");
+            flows(
+                &path,
+                format,
+                cluster.is_file().then_some(cluster.as_path()),
+                &tuning,
+            )
         }
+        Command::Policy(command) => policy(command),
     }
 }
 
@@ -175,8 +231,32 @@ fn process(
     Ok(summary)
 }
 
-fn flows(path: &Path, format: Format, tuning: &Tuning) -> Result<i32> {
+/// Loads a cluster snapshot into the engine and tells the user what was skipped.
+fn load_cluster(engine: &mut Engine, path: &Path) -> Result<()> {
+    let snapshot = crate::cluster::snapshot::load_snapshot(path)
+        .with_context(|| format!("loading the cluster snapshot {}", path.display()))?;
+    let skipped: usize = snapshot.skipped.values().sum();
+    if skipped > 0 {
+        let kinds: Vec<String> = snapshot
+            .skipped
+            .iter()
+            .map(|(k, n)| format!("{k} x{n}"))
+            .collect();
+        eprintln!(
+            "podwire: note: {}: ignored {skipped} objects podwire does not need ({})",
+            path.display(),
+            crate::sanitize::sanitize(&kinds.join(", "))
+        );
+    }
+    engine.set_cluster(snapshot.into_state());
+    Ok(())
+}
+
+fn flows(path: &Path, format: Format, cluster: Option<&Path>, tuning: &Tuning) -> Result<i32> {
     let mut engine = Engine::new(tuning.engine_config());
+    if let Some(cluster) = cluster {
+        load_cluster(&mut engine, cluster)?;
+    }
     let stdout = io::stdout();
     let format = match format {
         Format::Table => FlowFormat::Table,
@@ -186,7 +266,8 @@ fn flows(path: &Path, format: Format, tuning: &Tuning) -> Result<i32> {
     let show_progress = !tuning.no_progress && io::stderr().is_terminal();
     let summary = process(path, &mut engine, show_progress, |engine| {
         for flow in engine.drain_finished() {
-            writer.write(&flow)?;
+            let enrichment = engine.enrich(&flow);
+            writer.write(&flow, enrichment.as_ref())?;
         }
         Ok(())
     })?;
@@ -225,6 +306,60 @@ fn stats(path: &Path, format: StatsFormat, tuning: &Tuning) -> Result<i32> {
     }
     out.flush()?;
     Ok(report_damage(path, &summary))
+}
+
+fn policy(command: PolicyCommand) -> Result<i32> {
+    use crate::cluster::snapshot::{load_policies, load_snapshot};
+    let load = |cluster: &Path, extra: &[PathBuf]| -> Result<_> {
+        let state = load_snapshot(cluster)
+            .with_context(|| format!("loading the cluster snapshot {}", cluster.display()))?
+            .into_state();
+        let mut policies = Vec::new();
+        for file in extra {
+            policies.extend(
+                load_policies(file).with_context(|| format!("loading {}", file.display()))?,
+            );
+        }
+        Ok((state, policies))
+    };
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    match command {
+        PolicyCommand::Check {
+            cluster,
+            policy,
+            from,
+            to,
+            port,
+            format,
+        } => {
+            let (state, extra) = load(&cluster, &policy)?;
+            let report = crate::policy::policy_check(&state, &extra, &from, &to, &port)?;
+            match format {
+                StatsFormat::Text => writeln!(out, "{report}")?,
+                StatsFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?,
+            }
+            // Scripts can branch on the answer: 0 allowed, 4 denied.
+            Ok(if report.verdict.allowed { 0 } else { 4 })
+        }
+        PolicyCommand::Matrix {
+            cluster,
+            policy,
+            port,
+            format,
+        } => {
+            let (state, extra) = load(&cluster, &policy)?;
+            let port: crate::policy::PortProto = port
+                .parse()
+                .map_err(|e| anyhow::anyhow!("--port {port}: {e}"))?;
+            let report = crate::policy::policy_matrix(&state, &extra, port);
+            match format {
+                MatrixFormat::Table => write!(out, "{report}")?,
+                MatrixFormat::Json => writeln!(out, "{}", serde_json::to_string(&report)?)?,
+            }
+            Ok(0)
+        }
+    }
 }
 
 /// Tells the user about a damaged capture on stderr and picks the exit code.

@@ -10,12 +10,16 @@ use std::collections::{BTreeMap, HashMap};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::decode::{self, DecodeError, Decoded, Fragment, Packet, ipproto};
+use crate::cluster::identity::{Identity, IdentityIndex, IdentityOptions};
+use crate::cluster::model::{ClusterDelta, ClusterState, Protocol};
+use crate::decode::{self, DecodeError, Decoded, Fragment, Packet, TcpMeta, ipproto};
+use crate::dissect::{App, Budget, Dir, DnsNames, Facts, Limits, Segment};
 use crate::flow::{
     DedupVerdict, Deduplicator, Endpoint, Flow, FlowKey, FlowTable, FlowTableConfig,
     FragmentTracker, TableCounters, iface_bit,
 };
 use crate::frame::{IfaceId, RawFrame, TimestampNs, linktype};
+use crate::policy::{EndpointRef, PolicyEngine, Verdict};
 
 /// Tunables of the engine.
 #[derive(Debug, Clone, Copy)]
@@ -29,6 +33,10 @@ pub struct EngineConfig {
     pub fragment_capacity: usize,
     /// Most responder endpoints with their own handshake-RTT histogram.
     pub rtt_services: usize,
+    /// Stream-buffer caps of the dissectors.
+    pub dissect: Limits,
+    /// Most addresses remembered from DNS answers.
+    pub dns_names: usize,
 }
 
 impl Default for EngineConfig {
@@ -39,6 +47,8 @@ impl Default for EngineConfig {
             dedup_capacity: 1 << 16,
             fragment_capacity: 8192,
             rtt_services: 512,
+            dissect: Limits::default(),
+            dns_names: 65_536,
         }
     }
 }
@@ -140,6 +150,28 @@ pub struct Engine {
     declared: Vec<InterfaceInfo>,
     dedup_enabled: bool,
     link_counts: Vec<(u32, u64)>,
+    budget: Budget,
+    dns: DnsNames,
+    cluster: Option<ClusterContext>,
+}
+
+/// The cluster's objects and the indexes built from them.
+struct ClusterContext {
+    state: ClusterState,
+    /// Rebuilt lazily after deltas change the state.
+    indexes: Option<(IdentityIndex, PolicyEngine)>,
+}
+
+/// Who a flow's endpoints are and what the NetworkPolicies say about it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Enrichment {
+    pub src_identity: Identity,
+    pub dst_identity: Identity,
+    /// `None` for protocols NetworkPolicy cannot name (ICMP and others).
+    pub verdict: Option<Verdict>,
+    /// When the destination is a Service address, the backend pod the verdict was evaluated
+    /// for (policies apply after the Service's address translation).
+    pub verdict_target: Option<String>,
 }
 
 impl Engine {
@@ -156,6 +188,9 @@ impl Engine {
             declared: Vec::new(),
             dedup_enabled: false,
             link_counts: Vec::new(),
+            budget: Budget::new(config.dissect),
+            dns: DnsNames::new(config.dns_names),
+            cluster: None,
         }
     }
 
@@ -233,12 +268,35 @@ impl Engine {
             return;
         };
         let created_before = self.table.counters.created;
-        let (flow, _fwd) =
-            self.table
-                .packet(key, from_a, frame.ts_ns, frame.orig_len, decoded.inner.tcp);
+        let inner = &decoded.inner;
+        let (flow, fwd) = self
+            .table
+            .packet(key, from_a, frame.ts_ns, frame.orig_len, inner.tcp);
         flow.ifaces |= bit;
         if flow.tunnel.is_none() {
             flow.tunnel = decoded.tunnel;
+        }
+        // Dissection stops as soon as the verdict is final, so most packets skip this.
+        if flow.app.wants_more() && !matches!(inner.fragment, Fragment::Later { .. }) {
+            let dir = if fwd {
+                Dir::ToResponder
+            } else {
+                Dir::ToInitiator
+            };
+            let segment = Segment {
+                seq: inner.tcp.map(|t| t.seq),
+                syn: inner.tcp.is_some_and(|t| t.has(TcpMeta::SYN)),
+                fin: inner.tcp.is_some_and(|t| t.has(TcpMeta::FIN)),
+                payload: inner.payload,
+            };
+            flow.app
+                .on_packet(dir, segment, frame.ts_ns, &mut self.budget);
+            let result = flow.app.result();
+            if result.app == App::Dns
+                && let Some(Facts::Dns(facts)) = &result.facts
+            {
+                self.dns.observe(facts);
+            }
         }
         let new_rtt = flow.tcp.as_mut().and_then(|t| t.take_new_rtt());
         let service = flow.dst();
@@ -322,6 +380,93 @@ impl Engine {
         }
         self.last_iface = Some((id, index));
         index
+    }
+
+    /// Gives the engine the cluster's objects (from a snapshot or a live watch).
+    pub fn set_cluster(&mut self, state: ClusterState) {
+        self.cluster = Some(ClusterContext {
+            state,
+            indexes: None,
+        });
+    }
+
+    /// Applies one change from a live watch; indexes are rebuilt before the next lookup.
+    pub fn apply(&mut self, delta: ClusterDelta) {
+        let context = self.cluster.get_or_insert_with(|| ClusterContext {
+            state: ClusterState::new(),
+            indexes: None,
+        });
+        if context.state.apply(delta) {
+            context.indexes = None;
+        }
+    }
+
+    pub fn cluster(&self) -> Option<&ClusterState> {
+        self.cluster.as_ref().map(|c| &c.state)
+    }
+
+    /// The dissectors' shared stream-buffer budget and its counters.
+    pub fn dissect_budget(&self) -> &Budget {
+        &self.budget
+    }
+
+    /// Names learnt from DNS answers seen in the traffic.
+    pub fn dns_names(&self) -> &DnsNames {
+        &self.dns
+    }
+
+    /// Identities of a flow's endpoints (at its first packet) and its NetworkPolicy verdict.
+    /// `None` without cluster data.
+    pub fn enrich(&mut self, flow: &Flow) -> Option<Enrichment> {
+        let context = self.cluster.as_mut()?;
+        let (identities, policies) = context.indexes.get_or_insert_with(|| {
+            (
+                IdentityIndex::new(&context.state, IdentityOptions::default()),
+                PolicyEngine::new(&context.state, &[]),
+            )
+        });
+        let (src, dst) = (flow.src(), flow.dst());
+        let protocol = match flow.key.proto {
+            ipproto::TCP => Some(Protocol::Tcp),
+            ipproto::UDP => Some(Protocol::Udp),
+            ipproto::SCTP => Some(Protocol::Sctp),
+            _ => None,
+        };
+        let port = protocol.map(|p| (dst.port, p));
+        let mut src_identity =
+            identities.identify(src.addr, None, flow.first_ns.min(i64::MAX as u64) as i64);
+        let mut dst_identity =
+            identities.identify(dst.addr, port, flow.first_ns.min(i64::MAX as u64) as i64);
+        for (identity, addr) in [(&mut src_identity, src.addr), (&mut dst_identity, dst.addr)] {
+            if let Identity::External { name, .. } = identity
+                && name.is_none()
+            {
+                *name = self.dns.names_for(addr).first().cloned();
+            }
+        }
+        // Policies act after Service address translation: judge the first backend.
+        let (target, verdict_target) = match &dst_identity {
+            Identity::Service { backends, .. } if !backends.is_empty() => {
+                let backend = &backends[0];
+                (
+                    policies
+                        .endpoint_for_pod(&backend.namespace, &backend.name)
+                        .unwrap_or(EndpointRef::Ip(dst.addr)),
+                    Some(format!("{}/{}", backend.namespace, backend.name)),
+                )
+            }
+            _ => (policies.endpoint_for_ip(dst.addr), None),
+        };
+        let verdict = protocol.map(|p| {
+            let source = policies.endpoint_for_ip(src.addr);
+            policies.verdict(source, target, dst.port, p).clone()
+        });
+        Some(Enrichment {
+            src_identity,
+            dst_identity,
+            verdict,
+            verdict_target,
+        })
     }
 
     /// Moves packet time forward without a packet (live captures' idle periods).

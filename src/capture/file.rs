@@ -148,10 +148,8 @@ pub fn read_capture(
         path: shown.clone(),
         source,
     })?;
-    if !gzip {
-        if let Some(result) = read_mapped(&file, &shown, progress.as_deref(), &mut on_event) {
-            return result;
-        }
+    if !gzip && let Some(result) = read_mapped(&file, &shown, progress.as_deref(), &mut on_event) {
+        return result;
     }
     let counted = CountingReader {
         inner: file,

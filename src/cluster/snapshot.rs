@@ -12,6 +12,8 @@
 //! - The snapshot time comes from the `podwire.io/snapshot-time` annotation (RFC 3339) on the
 //!   top-level List's metadata, or from a comment line `# podwire.io/snapshot-time: <RFC 3339>`.
 
+#![allow(clippy::disallowed_methods)] // a shell: reads snapshot files
+
 use std::collections::BTreeMap;
 use std::path::Path;
 

@@ -3,6 +3,8 @@
 //! TLS bytes come from `shared/corpora/pcap/rusticata-tls-parser/assets/*.bin` (raw records
 //! from real captures) when the corpora are present; the other messages are embedded below,
 //! copied from the captures named next to each.
+
+#![allow(clippy::disallowed_methods)] // tests read fixtures
 use super::*;
 
 fn corpora_file(rel: &str) -> Option<Vec<u8>> {

@@ -19,7 +19,8 @@ pub use frag::FragmentTracker;
 pub use table::{FlowTable, FlowTableConfig, TableCounters};
 pub use tcp::{TcpState, TcpTracker};
 
-use crate::decode::TunnelKind;
+use crate::decode::{TunnelKind, ipproto};
+use crate::dissect::{FlowDissector, Transport};
 use crate::frame::{IfaceId, TimestampNs};
 
 /// One side of a flow.
@@ -91,7 +92,6 @@ pub enum EndReason {
 }
 
 /// A bidirectional conversation.
-#[derive(Debug, Clone)]
 pub struct Flow {
     pub key: FlowKey,
     /// Monotonic creation number: a deterministic tie-breaker and stable handle.
@@ -109,11 +109,25 @@ pub struct Flow {
     /// Bit i set: seen on interface i (interfaces ≥ 63 share bit 63).
     pub ifaces: u64,
     pub end: EndReason,
+    /// What the flow speaks and whether it is encrypted (16 bytes until payload arrives).
+    pub app: FlowDissector,
 }
 
 impl Flow {
     pub fn new(key: FlowKey, serial: u64, initiator_is_a: bool, ts: TimestampNs) -> Flow {
+        let transport = match key.proto {
+            ipproto::TCP => Transport::Tcp,
+            ipproto::UDP => Transport::Udp,
+            ipproto::SCTP => Transport::Sctp,
+            other => Transport::Other(other),
+        };
+        let (initiator, responder) = if initiator_is_a {
+            (key.a, key.b)
+        } else {
+            (key.b, key.a)
+        };
         Flow {
+            app: FlowDissector::new(transport, initiator.port, responder.port),
             key,
             serial,
             initiator_is_a,
@@ -157,6 +171,24 @@ impl Flow {
     /// Interface numbers the flow was seen on.
     pub fn iface_list(&self) -> Vec<IfaceId> {
         (0..64).filter(|i| self.ifaces & (1u64 << i) != 0).collect()
+    }
+}
+
+impl std::fmt::Debug for Flow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Flow")
+            .field("key", &self.key)
+            .field("serial", &self.serial)
+            .field("initiator_is_a", &self.initiator_is_a)
+            .field("first_ns", &self.first_ns)
+            .field("last_ns", &self.last_ns)
+            .field("fwd", &self.fwd)
+            .field("rev", &self.rev)
+            .field("tcp", &self.tcp)
+            .field("tunnel", &self.tunnel)
+            .field("end", &self.end)
+            .field("app", &self.app.result().app)
+            .finish()
     }
 }
 

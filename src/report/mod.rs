@@ -9,13 +9,17 @@ use std::io::{self, Write};
 use serde::Serialize;
 
 use crate::capture::ReadSummary;
+use crate::cluster::identity::Identity;
 use crate::decode::ipproto;
-use crate::engine::{RttStats, Stats};
+use crate::dissect::{AppInfo, Encryption, Facts};
+use crate::engine::{Enrichment, RttStats, Stats};
 use crate::flow::{EndReason, Flow};
+use crate::policy::Verdict;
+use crate::sanitize::sanitize;
 
 /// One flow as written by `podwire flows --format jsonl`.
 #[derive(Debug, Serialize)]
-pub struct FlowRecord {
+pub struct FlowRecord<'a> {
     pub proto: String,
     pub src: String,
     pub src_port: u16,
@@ -33,6 +37,15 @@ pub struct FlowRecord {
     pub tcp: Option<TcpRecord>,
     pub interfaces: Vec<u32>,
     pub end_reason: EndReason,
+    /// `app`, `encryption`, `sni`, `facts`, `credentials`… (docs/dissectors.md).
+    #[serde(flatten)]
+    pub app: &'a AppInfo,
+    /// Present (possibly null) on every record; filled when cluster data was given.
+    pub src_identity: Option<&'a Identity>,
+    pub dst_identity: Option<&'a Identity>,
+    pub verdict: Option<&'a Verdict>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verdict_target: Option<&'a str>,
 }
 
 #[derive(Debug, Serialize)]
@@ -42,8 +55,8 @@ pub struct TcpRecord {
     pub rtt_ns: Option<u64>,
 }
 
-impl FlowRecord {
-    pub fn from_flow(flow: &Flow) -> FlowRecord {
+impl<'a> FlowRecord<'a> {
+    pub fn from_flow(flow: &'a Flow, enrichment: Option<&'a Enrichment>) -> FlowRecord<'a> {
         let src = flow.src();
         let dst = flow.dst();
         FlowRecord {
@@ -68,6 +81,11 @@ impl FlowRecord {
             }),
             interfaces: flow.iface_list(),
             end_reason: flow.end,
+            app: flow.app.result(),
+            src_identity: enrichment.map(|e| &e.src_identity),
+            dst_identity: enrichment.map(|e| &e.dst_identity),
+            verdict: enrichment.and_then(|e| e.verdict.as_ref()),
+            verdict_target: enrichment.and_then(|e| e.verdict_target.as_deref()),
         }
     }
 }
@@ -84,7 +102,6 @@ pub struct FlowWriter<W: Write> {
     out: W,
     format: FlowFormat,
     rows: u64,
-    buf: String,
 }
 
 impl<W: Write> FlowWriter<W> {
@@ -93,54 +110,72 @@ impl<W: Write> FlowWriter<W> {
             out,
             format,
             rows: 0,
-            buf: String::new(),
         }
     }
 
-    pub fn write(&mut self, flow: &Flow) -> io::Result<()> {
+    pub fn write(&mut self, flow: &Flow, enrichment: Option<&Enrichment>) -> io::Result<()> {
         match self.format {
             FlowFormat::Jsonl => {
-                serde_json::to_writer(&mut self.out, &FlowRecord::from_flow(flow))?;
+                serde_json::to_writer(&mut self.out, &FlowRecord::from_flow(flow, enrichment))?;
                 self.out.write_all(b"\n")?;
             }
             FlowFormat::Table => {
                 if self.rows == 0 {
                     writeln!(
                         self.out,
-                        "{:<12} {:<6} {:<40} {:<40} {:<12} {:>8} {:>10} {:>8} {:>10} TUNNEL",
+                        "{:<12} {:<5} {:<32} {:<38} {:<9} {:<10} {:<28} {:<12} {:>7} {:>9} VERDICT",
                         "START",
                         "PROTO",
                         "SOURCE",
                         "DESTINATION",
+                        "APP",
+                        "ENCRYPTION",
+                        "SNI/HOST",
                         "STATE",
-                        "PKTS→",
-                        "BYTES→",
-                        "PKTS←",
-                        "BYTES←"
+                        "PKTS",
+                        "BYTES"
                     )?;
                 }
-                self.buf.clear();
-                let src = endpoint(flow.src().addr, flow.src().port, flow.key.proto);
-                let dst = endpoint(flow.dst().addr, flow.dst().port, flow.key.proto);
-                let state = flow.tcp.as_ref().map_or("-", |t| t.state.as_str());
-                let tunnel = match (flow.tunnel, flow.key.outer) {
-                    (Some(t), true) => format!("{} (outer)", t.as_str()),
-                    (Some(t), false) => t.as_str().to_string(),
-                    (None, _) => "-".into(),
+                let src = flow.src();
+                let dst = flow.dst();
+                let has_ports =
+                    matches!(flow.key.proto, ipproto::TCP | ipproto::UDP | ipproto::SCTP);
+                let source = match enrichment {
+                    Some(e) => identity_label(&e.src_identity, src.addr),
+                    None => src.addr.to_string(),
+                };
+                let mut destination = match enrichment {
+                    Some(e) => identity_label(&e.dst_identity, dst.addr),
+                    None => endpoint(dst.addr, 0, 0),
+                };
+                if has_ports {
+                    destination = format!("{destination}:{}", dst.port);
+                }
+                let state = match (&flow.tcp, flow.tunnel, flow.key.outer) {
+                    (_, Some(t), true) => format!("{} outer", t.as_str()),
+                    (Some(t), _, _) => t.state.as_str().to_string(),
+                    (None, _, _) => "-".into(),
+                };
+                let info = flow.app.result();
+                let verdict = match enrichment.and_then(|e| e.verdict.as_ref()) {
+                    Some(v) if v.allowed => "allowed",
+                    Some(_) => "DENIED",
+                    None => "-",
                 };
                 writeln!(
                     self.out,
-                    "{:<12} {:<6} {:<40} {:<40} {:<12} {:>8} {:>10} {:>8} {:>10} {}",
+                    "{:<12} {:<5} {:<32} {:<38} {:<9} {:<10} {:<28} {:<12} {:>7} {:>9} {}",
                     clock(flow.first_ns),
                     ipproto::name(flow.key.proto),
-                    src,
-                    dst,
+                    clip(&source, 32),
+                    clip(&destination, 38),
+                    info.app.name(),
+                    encryption_label(info),
+                    clip(&server_name(info).unwrap_or_else(|| "-".into()), 28),
                     state,
-                    flow.fwd.packets,
-                    human_bytes(flow.fwd.bytes),
-                    flow.rev.packets,
-                    human_bytes(flow.rev.bytes),
-                    tunnel
+                    flow.packets(),
+                    human_bytes(flow.bytes()),
+                    verdict
                 )?;
             }
         }
@@ -321,5 +356,64 @@ impl StatsReport<'_> {
             writeln!(out, "DAMAGED       {}", damage.message)?;
         }
         Ok(())
+    }
+}
+
+/// The SNI, or the HTTP Host header, already sanitized by the dissectors.
+pub fn server_name(info: &AppInfo) -> Option<String> {
+    if let Some(sni) = &info.sni {
+        return Some(sni.clone());
+    }
+    match &info.facts {
+        Some(Facts::Http(http)) => http.host.clone(),
+        _ => None,
+    }
+}
+
+/// Plaintext is shouted: it is what the user is looking for.
+pub fn encryption_label(info: &AppInfo) -> &'static str {
+    match info.encryption {
+        Encryption::Encrypted => "encrypted",
+        Encryption::Plaintext => "PLAINTEXT",
+        Encryption::Unknown => "unknown",
+    }
+}
+
+/// A short, sanitized name for an identity (`ns/pod`, `svc:ns/name`, `node:name`, a DNS name).
+pub fn identity_label(identity: &Identity, addr: std::net::IpAddr) -> String {
+    let label = match identity {
+        Identity::Pod {
+            namespace, name, ..
+        } => format!("{namespace}/{name}"),
+        Identity::HostNetwork { node, pod, .. } => match pod {
+            Some(p) => format!("{}/{} (host)", p.namespace, p.name),
+            None => format!("node:{node}"),
+        },
+        Identity::Service {
+            namespace, name, ..
+        } => format!("svc:{namespace}/{name}"),
+        Identity::Node { name, .. } => format!("node:{name}"),
+        Identity::ApiServer { .. } => "kubernetes-api".into(),
+        Identity::ClusterDns { pod, .. } => match pod {
+            Some(p) => format!("{}/{}", p.namespace, p.name),
+            None => "cluster-dns".into(),
+        },
+        Identity::CloudMetadata { .. } => format!("cloud-metadata({addr})"),
+        Identity::External { name, .. } => match name {
+            Some(n) => format!("{n}({addr})"),
+            None => addr.to_string(),
+        },
+        Identity::Unknown { .. } => addr.to_string(),
+    };
+    sanitize(&label)
+}
+
+fn clip(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        text.to_string()
+    } else {
+        let mut out: String = text.chars().take(width.saturating_sub(1)).collect();
+        out.push('…');
+        out
     }
 }

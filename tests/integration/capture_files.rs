@@ -176,6 +176,31 @@ fn demo_command_prints_the_flow_table() {
     let (code, out, err) = podwire(&["demo"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with("START"), "{out}");
-    assert!(out.contains("169.254.169.254:80"));
-    assert!(out.contains("10.244.1.13:8443"));
+    // Identities from the bundled snapshot, protocols from the dissectors, verdicts from policy.
+    let line = |needle: &str| {
+        out.lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle} in {out}"))
+    };
+    let tls = line("payment.shop.svc.cluster.lo");
+    assert!(
+        tls.contains("shop/frontend")
+            && tls.contains("tls")
+            && tls.contains("encrypted")
+            && tls.contains("allowed"),
+        "{tls}"
+    );
+    let metadata = line("cloud-metadata(169.254.169.254):80");
+    assert!(
+        metadata.contains("monitoring/debug-toolbox") && metadata.contains("PLAINTEXT"),
+        "{metadata}"
+    );
+    let lateral = line("catalogue.shop.svc.cluster");
+    assert!(
+        out.lines().any(|l| l.contains("monitoring/debug-toolbox")
+            && l.contains(":8080")
+            && l.contains("DENIED")),
+        "{lateral}"
+    );
+    assert!(line(":6379").contains("redis"));
 }

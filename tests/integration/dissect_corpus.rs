@@ -2,8 +2,7 @@
 //! capture goes through the dissectors without a panic, and the budget returns to zero once
 //! the flows are dropped. `DISSECT_DUMP=<capture path>` prints each flow's JSON result.
 
-#[path = "dissect_pcap.rs"]
-mod pcap;
+use crate::dissect_pcap as pcap;
 
 #[test]
 fn no_panic_on_corpus_and_budget_returns() {
@@ -18,7 +17,9 @@ fn no_panic_on_corpus_and_budget_returns() {
     };
     let mut flows_total = 0usize;
     for path in &files {
-        let (flows, budget) = pcap::dissect_file(path);
+        let dissected = pcap::dissect_file(path);
+        let pcap::Dissected { flows, engine } = dissected;
+        let budget = engine.dissect_budget();
         flows_total += flows.len();
         if dump.is_some() {
             for (k, f) in &flows {
