@@ -15,3 +15,4 @@ pub mod frame;
 pub mod policy;
 pub mod report;
 pub mod sanitize;
+pub mod summary;

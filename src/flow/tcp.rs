@@ -37,7 +37,7 @@ impl TcpState {
 }
 
 /// Passive TCP tracker for one connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct TcpTracker {
     pub state: TcpState,
     /// The full three-way handshake was observed.

@@ -3,10 +3,10 @@
 #![allow(clippy::disallowed_methods)] // tests read fixtures and time child processes
 
 mod capture_files;
+mod common;
 mod dissect_corpus;
 mod dissect_oracle;
 mod dissect_pcap;
-mod policy_corpus;
-mod common;
 mod oracle_flows;
+mod policy_corpus;
 mod robustness;
