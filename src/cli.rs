@@ -132,6 +132,9 @@ pub struct Tuning {
     /// Never show a progress indicator.
     #[arg(long)]
     pub no_progress: bool,
+    /// Skip protocol dissection (flow accounting only): faster, but no app, encryption or SNI.
+    #[arg(long)]
+    pub no_dissect: bool,
 }
 
 impl Tuning {
@@ -140,6 +143,7 @@ impl Tuning {
         config.table.capacity = self.max_flows.max(1);
         config.table.tcp_idle_ns = self.tcp_idle.saturating_mul(1_000_000_000);
         config.table.other_idle_ns = self.udp_idle.saturating_mul(1_000_000_000);
+        config.dissect_enabled = !self.no_dissect;
         config
     }
 }
@@ -165,6 +169,7 @@ pub fn run(cli: Cli) -> Result<i32> {
                 tcp_idle: 300,
                 udp_idle: 60,
                 no_progress: true,
+                no_dissect: false,
             };
             let cluster = path.with_file_name("demo-cluster.yaml");
             flows(
