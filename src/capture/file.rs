@@ -342,7 +342,9 @@ fn drive(
                         }
                     }
                 }
-                reader.consume(len);
+                // No shift per block: the buffer is compacted only when a refill needs room,
+                // so each byte is copied once (kernel → buffer) instead of twice.
+                reader.consume_noshift(len);
                 blocks_since_progress += 1;
                 if blocks_since_progress == 4096 {
                     blocks_since_progress = 0;
