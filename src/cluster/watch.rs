@@ -525,6 +525,7 @@ pub fn render_snapshot(
         out.push_str(&sanitize(line));
         out.push('\n');
     }
+    out.push_str(&format!("# {SNAPSHOT_TIME_KEY}: {time}\n"));
     out.push_str(&body);
     Ok(out)
 }
@@ -550,8 +551,7 @@ pub async fn take_snapshot_report(
         left_out.extend(l.left_out);
         items.extend(l.items);
     }
-    let comment = "Cluster snapshot written by `podwire snapshot`.\n\
-                   podwire.io/snapshot-time is when listing began.";
+    let comment = "Cluster snapshot written by `podwire snapshot`; its time is when listing began.";
     let text = render_snapshot(items, taken, comment)?;
     Ok((text, counts, left_out))
 }
