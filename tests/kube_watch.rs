@@ -700,3 +700,43 @@ fn snapshot_command_writes_a_file_that_loads_back() {
     assert!(stderr.contains("nope"), "{stderr}");
     let _ = std::fs::remove_dir_all(scratch_dir());
 }
+
+#[test]
+fn clusterrole_grants_read_only_on_exactly_the_watched_kinds() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/deploy/clusterrole.yaml");
+    let text = std::fs::read_to_string(path).expect("read clusterrole.yaml");
+    let mut granted = std::collections::BTreeSet::new();
+    let mut kinds = Vec::new();
+    for doc in serde_yaml::Deserializer::from_str(&text) {
+        let v = Value::deserialize(doc).expect("YAML");
+        kinds.push(v["kind"].as_str().unwrap_or("").to_string());
+        if v["kind"] != "ClusterRole" {
+            continue;
+        }
+        for rule in v["rules"].as_array().expect("rules") {
+            let verbs: Vec<&str> = rule["verbs"]
+                .as_array()
+                .expect("verbs")
+                .iter()
+                .filter_map(Value::as_str)
+                .collect();
+            assert_eq!(verbs, ["get", "list", "watch"], "{rule}");
+            for g in rule["apiGroups"].as_array().expect("groups") {
+                for r in rule["resources"].as_array().expect("resources") {
+                    granted.insert((
+                        g.as_str().unwrap_or("?").to_string(),
+                        r.as_str().unwrap_or("?").to_string(),
+                    ));
+                }
+            }
+        }
+    }
+    let watched: std::collections::BTreeSet<_> = WatchKind::ALL
+        .into_iter()
+        .map(|k| (k.group().to_string(), k.plural().to_string()))
+        .collect();
+    assert_eq!(granted, watched);
+    for k in ["ServiceAccount", "ClusterRole", "ClusterRoleBinding"] {
+        assert!(kinds.iter().any(|x| x == k), "missing {k}");
+    }
+}

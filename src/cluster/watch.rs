@@ -617,3 +617,22 @@ fn write_output(path: &Path, text: &str) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rendered_snapshot_loads_back_with_its_time() {
+        let pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "namespace": "shop"},
+            "spec": {"containers": [{"name": "c"}]}, "status": {"podIP": "10.0.0.1"}});
+        let taken: jiff::Timestamp = "2024-05-01T12:00:00.123456Z".parse().expect("time");
+        let text =
+            render_snapshot(vec![pod], taken, "line one\nevil \u{1b}[2J line").expect("render");
+        assert!(text.starts_with("# line one\n# evil \\x1b[2J line\n# podwire.io/snapshot-time: 2024-05-01T12:00:00.123Z\n"), "{text}");
+        let snap = crate::cluster::parse_snapshot(&text, "t").expect("loads back");
+        assert_eq!(snap.objects.len(), 1);
+        assert_eq!(snap.snapshot_time_ns, Some(1_714_564_800_123_000_000));
+    }
+}
