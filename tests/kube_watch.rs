@@ -24,7 +24,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use podwire::cluster::live::{Staleness, WatchEvent, WatchKind};
-use podwire::cluster::watch::spawn_watchers;
+use podwire::cluster::watch::{KubeOptions, LiveWatch, spawn_watchers};
 use podwire::cluster::{ClusterDelta, ClusterState, ObjectKind, load_snapshot};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -681,6 +681,28 @@ fn snapshot_command_writes_a_file_that_loads_back() {
     let text = std::fs::read_to_string(&out).expect("read snapshot");
     assert!(!text.contains("managedFields"));
     assert!(shared.lock().requests.iter().all(|r| r.starts_with("GET ")));
+
+    // Live mode through the same kubeconfig and context, on LiveWatch's own runtime.
+    let (tx, rx) = sync_channel(64);
+    let opts = KubeOptions {
+        kubeconfig: Some(kc.clone()),
+        context: Some("test".into()),
+    };
+    let live = LiveWatch::start(&opts, tx).expect("start live watch");
+    let mut c = Consumer {
+        rx,
+        state: ClusterState::new(),
+        staleness: Staleness::new(),
+        deltas: Vec::new(),
+    };
+    c.wait_until("live via kubeconfig", |c| c.staleness.is_live());
+    assert_eq!(c.state.pods, expected.pods);
+    assert_eq!(c.staleness.invalid_objects(), 1);
+    assert_eq!(
+        c.staleness.describe(now_ns()),
+        "live (1 object skipped as invalid)"
+    );
+    drop(live);
 
     // The kubeconfig's current context points at a closed port: a clear error, exit 1.
     let (code, stderr) = podwire(&["snapshot", "-o", &out_s, "--kubeconfig", &kc_s]);

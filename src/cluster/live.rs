@@ -408,7 +408,8 @@ impl Staleness {
         };
         let invalid = self.invalid_objects();
         if invalid > 0 {
-            line.push_str(&format!(" ({invalid} objects skipped as invalid)"));
+            let s = if invalid == 1 { "" } else { "s" };
+            line.push_str(&format!(" ({invalid} object{s} skipped as invalid)"));
         }
         line
     }
