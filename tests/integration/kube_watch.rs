@@ -10,8 +10,6 @@
 //! and the watchers recover when the server is back; only GET requests are ever made; and
 //! `podwire snapshot --kubeconfig … --context …` writes a file that loads back.
 
-#![allow(clippy::disallowed_methods)] // test harness: threads, clocks, files
-
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
