@@ -62,6 +62,8 @@ pub enum Command {
     /// Ask the NetworkPolicies questions without traffic.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Write the cluster's objects (read-only list) to a snapshot file.
+    Snapshot(crate::cluster::watch::SnapshotArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -180,6 +182,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             )
         }
         Command::Policy(command) => policy(command),
+        Command::Snapshot(args) => crate::cluster::watch::run_snapshot(&args),
     }
 }
 

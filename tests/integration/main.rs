@@ -7,6 +7,7 @@ mod common;
 mod dissect_corpus;
 mod dissect_oracle;
 mod dissect_pcap;
+mod kube_watch;
 mod oracle_flows;
 mod policy_corpus;
 mod robustness;
