@@ -40,7 +40,7 @@ const BATCH_BYTES: usize = 256 * 1024;
 /// A batch older than this (capture time) is queued even if not full.
 pub const FLUSH_NS: u64 = 20_000_000;
 /// How long a capture thread blocks in one read before checking its stop flags.
-const READ_TIMEOUT: Duration = Duration::from_millis(100);
+const READ_TIMEOUT: Duration = Duration::from_millis(50);
 /// How often a capture thread publishes its counters.
 const PUBLISH_NS: u64 = 250_000_000;
 

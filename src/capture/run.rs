@@ -38,7 +38,7 @@ use crate::report::{FlowFormat, FlowRecord, FlowWriter};
 
 /// Frames are held this long (wall time) before the engine sees them, so the batches of
 /// several interfaces can be merged in timestamp order.
-pub const HOLD_NS: u64 = 100_000_000;
+pub const HOLD_NS: u64 = 250_000_000;
 
 /// Output format of `podwire capture`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -547,8 +547,30 @@ pub fn run_capture(args: &CaptureArgs) -> Result<i32> {
             Err(RecvTimeoutError::Disconnected) => break,
         }
     }
-    let opened = state.ifaces.iter().flatten().filter(|i| i.declared).count();
-    if opened == 0 && !follow {
+    let opened: Vec<&str> = state
+        .ifaces
+        .iter()
+        .flatten()
+        .filter(|i| i.declared)
+        .map(|i| i.name.as_str())
+        .collect();
+    if !opened.is_empty() {
+        eprintln!(
+            "podwire: capturing on {}{}{}",
+            opened.join(", "),
+            match &netns {
+                Some(ns) => format!(" in network namespace {}", ns.path.display()),
+                None => String::new(),
+            },
+            if follow {
+                " (following interfaces that appear)"
+            } else {
+                ""
+            }
+        );
+    }
+    state.announce = true;
+    if opened.is_empty() && !follow {
         stop.store(true, Ordering::Relaxed);
         live::join_all(handles);
         if state.permission_failures > 0 {
@@ -617,6 +639,8 @@ struct EngineThread<'a> {
     started: Instant,
     permission_failures: u32,
     stderr_tty: bool,
+    /// Announce each interface opened (after the initial set was announced together).
+    announce: bool,
 }
 
 impl<'a> EngineThread<'a> {
@@ -685,6 +709,7 @@ impl<'a> EngineThread<'a> {
             started: Instant::now(),
             permission_failures: 0,
             stderr_tty: io::stderr().is_terminal(),
+            announce: false,
         })
     }
 
@@ -733,7 +758,7 @@ impl<'a> EngineThread<'a> {
                 if let Err(e) = caps_dropped {
                     eprintln!("podwire: {name}: could not drop capabilities: {e}");
                 }
-                if self.stderr_tty || !first {
+                if self.announce {
                     eprintln!(
                         "podwire: capturing on {name} (ifindex {ifindex}{})",
                         rcvbuf
@@ -994,7 +1019,7 @@ impl<'a> EngineThread<'a> {
         let line = serde_json::to_string(&health)?;
         let summary = format!(
             "podwire: {:.1} s, {} frames received, {} filtered out, {} dropped in podwire's queue, \
-             kernel drops {}, {} truncated, {} duplicates removed, {} flows reported, {} live",
+             kernel drops {}, {} truncated, {} duplicates removed, {} late, {} flows reported, {} live",
             health.elapsed_s,
             health.received,
             health.filtered,
@@ -1004,6 +1029,7 @@ impl<'a> EngineThread<'a> {
                 .map_or("unknown".to_string(), |k| k.to_string()),
             health.truncated,
             health.duplicates_removed,
+            health.late_frames,
             health.flows_reported,
             health.live_flows
         );
