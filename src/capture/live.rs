@@ -238,6 +238,8 @@ pub struct Counters {
     pub kernel_drops: AtomicU64,
     /// Read errors other than time-outs.
     pub errors: AtomicU64,
+    /// CPU time of the capture thread (user + system), in microseconds.
+    pub cpu_us: AtomicU64,
     /// True once the kernel answered PACKET_STATISTICS.
     pub kernel_stats: AtomicBool,
 }
@@ -255,6 +257,8 @@ pub struct CounterValues {
     pub kernel_packets: Option<u64>,
     pub kernel_drops: Option<u64>,
     pub errors: u64,
+    /// CPU time of the capture thread (user + system), in microseconds.
+    pub cpu_us: u64,
 }
 
 impl Counters {
@@ -270,6 +274,7 @@ impl Counters {
             kernel_packets: kernel.then(|| self.kernel_packets.load(Ordering::Relaxed)),
             kernel_drops: kernel.then(|| self.kernel_drops.load(Ordering::Relaxed)),
             errors: self.errors.load(Ordering::Relaxed),
+            cpu_us: self.cpu_us.load(Ordering::Relaxed),
         }
     }
 }
@@ -467,6 +472,18 @@ fn open_socket(size: usize) -> io::Result<(i32, Option<usize>)> {
         )
     } == 0;
     Ok((fd, ok.then_some(got.max(0) as usize)))
+}
+
+/// CPU time (user + system) of the calling thread, in microseconds.
+pub fn thread_cpu_us() -> u64 {
+    // SAFETY: getrusage fills a zeroed rusage struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer to a rusage.
+    if unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) } != 0 {
+        return 0;
+    }
+    let us = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+    us(usage.ru_utime) + us(usage.ru_stime)
 }
 
 /// Reads and resets the kernel's PACKET_STATISTICS (packets seen incl. drops, drops).
@@ -690,6 +707,7 @@ fn capture_thread(id: IfaceId, name: String, ctx: CaptureContext, own_stop: Arc<
             .kernel_drops
             .store(local.kernel_drops, Ordering::Relaxed);
         counters.errors.store(local.errors, Ordering::Relaxed);
+        counters.cpu_us.store(thread_cpu_us(), Ordering::Relaxed);
     };
 
     loop {

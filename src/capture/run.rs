@@ -423,7 +423,8 @@ struct Health<'a> {
     duplicates_removed: u64,
     live_flows: usize,
     flows_reported: u64,
-    pcapng_files: usize,
+    /// CPU time of the engine thread (decode, flows, output), in microseconds.
+    engine_cpu_us: u64,
 }
 
 /// Runs `podwire capture`; returns the exit code.
@@ -847,7 +848,7 @@ impl<'a> EngineThread<'a> {
             // Frames of this interface until another interface's head is older.
             'frames: while let Some((batch, pos)) = iface.pending.front_mut() {
                 while let Some(frame) = batch.frame(*pos) {
-                    if frame.ts_ns > limit {
+                    if frame.ts_ns > limit || self.args.count.is_some_and(|c| self.frames >= c) {
                         break 'frames;
                     }
                     if frame.ts_ns < self.processed_ns {
@@ -1009,7 +1010,7 @@ impl<'a> EngineThread<'a> {
             duplicates_removed: stats.duplicates_removed,
             live_flows: self.engine.live_count(),
             flows_reported: self.flows_reported,
-            pcapng_files: 0,
+            engine_cpu_us: live::thread_cpu_us(),
         };
         (health, totals)
     }
@@ -1145,9 +1146,8 @@ impl<'a> EngineThread<'a> {
         while let Ok(msg) = ctl_rx.try_recv() {
             self.control(msg)?;
         }
-        if self.args.count.is_none() {
-            self.ingest_until(u64::MAX)?;
-        }
+        // Everything captured (up to --count frames).
+        self.ingest_until(u64::MAX)?;
         self.engine.finish();
         self.emit_finished()?;
         self.flush_output()?;
