@@ -766,3 +766,45 @@ fn pcapng_writer_output_reads_in_tshark() {
         }
     }
 }
+
+#[test]
+fn loopback_counts_each_packet_once() {
+    if !can_run("loopback_counts_each_packet_once") {
+        return;
+    }
+    // On loopback every packet leaves and arrives on the same device: count it once.
+    let mut node = Node::new("f");
+    let ns = node.ns("node");
+    node.spawn_in(&ns, &["python3", "-c", UDP_ECHO, "127.0.0.1", "9999"]);
+    let netns = format!("/var/run/netns/{ns}");
+    let capture = Capture::start(
+        None,
+        &[
+            "--headless",
+            "--format",
+            "jsonl",
+            "--netns",
+            &netns,
+            "--interface",
+            "lo",
+            "--duration",
+            "3",
+        ],
+    );
+    // Wait (bounded) until the echo server's socket is bound.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &ns, "ss", "-Hlun", "sport = :9999"])
+            .output();
+        if out.is_ok_and(|o| !o.stdout.is_empty()) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    udp_exchange(&ns, 46001, "127.0.0.1", 9999, 3);
+    let (records, _, _) = capture.finish();
+    let r = exactly_one(&records, "127.0.0.1", 46001, "udp", "127.0.0.1", 9999);
+    assert_eq!(r["packets_fwd"], 3, "{r}");
+    assert_eq!(r["packets_rev"], 3, "{r}");
+}

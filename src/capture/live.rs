@@ -434,6 +434,58 @@ fn now_ns() -> u64 {
         .unwrap_or(0)
 }
 
+/// Attaches a classic BPF program that drops PACKET_OUTGOING frames: on loopback every packet
+/// is seen leaving and arriving on the same device (libpcap drops the outgoing copy too;
+/// pnet does not return the packet type, so the kernel does it for us).
+fn drop_outgoing(fd: i32) -> io::Result<()> {
+    const SKF_AD_PKTTYPE: u32 = 0xFFFF_F000 + 4; // SKF_AD_OFF + SKF_AD_PKTTYPE
+    const PACKET_OUTGOING: u32 = 4;
+    let mut program = [
+        libc::sock_filter {
+            code: 0x20,
+            jt: 0,
+            jf: 0,
+            k: SKF_AD_PKTTYPE,
+        }, // ld pkttype
+        libc::sock_filter {
+            code: 0x15,
+            jt: 0,
+            jf: 1,
+            k: PACKET_OUTGOING,
+        }, // jeq outgoing
+        libc::sock_filter {
+            code: 0x06,
+            jt: 0,
+            jf: 0,
+            k: 0,
+        }, // ret 0 (drop)
+        libc::sock_filter {
+            code: 0x06,
+            jt: 0,
+            jf: 0,
+            k: u32::MAX,
+        }, // ret all
+    ];
+    let prog = libc::sock_fprog {
+        len: program.len() as u16,
+        filter: program.as_mut_ptr(),
+    };
+    // SAFETY: SO_ATTACH_FILTER copies the program; `prog` points to live memory.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            (&prog as *const libc::sock_fprog).cast(),
+            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Opens the AF_PACKET socket podwire hands to pnet, with a large receive buffer.
 fn open_socket(size: usize) -> io::Result<(i32, Option<usize>)> {
     // Protocol 0: the socket receives nothing until pnet binds it to the interface with
@@ -592,6 +644,14 @@ fn capture_thread(id: IfaceId, name: String, ctx: CaptureContext, own_stop: Arc<
             return;
         }
     };
+    if info.loopback
+        && let Err(e) = drop_outgoing(fd)
+    {
+        // SAFETY: fd is ours and not yet handed to pnet.
+        unsafe { libc::close(fd) };
+        fail(format!("attaching the loopback filter: {e}"), false);
+        return;
+    }
     let iface = pnet_datalink::NetworkInterface {
         name: name.clone(),
         description: String::new(),
