@@ -45,19 +45,22 @@ fn capture() -> Option<Vec<u8>> {
 fn run(bytes: &[u8], config: EngineConfig) -> u64 {
     let mut engine = Engine::new(config);
     let mut frames = 0u64;
-    let _ = read_stream(Box::new(std::io::Cursor::new(bytes.to_vec())), "bench", false, &mut |event| {
-        match event {
+    let _ = read_stream(
+        Box::new(std::io::Cursor::new(bytes.to_vec())),
+        "bench",
+        false,
+        &mut |event| match event {
             CaptureEvent::Interface(info) => engine.add_interface(info),
             CaptureEvent::Frame(frame) => {
                 engine.ingest(&frame);
                 frames += 1;
-                if frames % 4096 == 0 {
+                if frames.is_multiple_of(4096) {
                     drop(engine.drain_finished());
                 }
             }
             CaptureEvent::Comment(_) => {}
-        }
-    });
+        },
+    );
     engine.finish();
     drop(engine.drain_finished());
     frames
@@ -65,7 +68,9 @@ fn run(bytes: &[u8], config: EngineConfig) -> u64 {
 
 fn pipeline(c: &mut Criterion) {
     let Some(bytes) = capture() else {
-        eprintln!("pipeline bench skipped: could not generate the capture with ../shared/tools/pcapgen");
+        eprintln!(
+            "pipeline bench skipped: could not generate the capture with ../shared/tools/pcapgen"
+        );
         return;
     };
     let mut group = c.benchmark_group("pipeline");
@@ -78,7 +83,9 @@ fn pipeline(c: &mut Criterion) {
         };
         b.iter(|| run(&bytes, config))
     });
-    group.bench_function("flows_and_dissection", |b| b.iter(|| run(&bytes, EngineConfig::default())));
+    group.bench_function("flows_and_dissection", |b| {
+        b.iter(|| run(&bytes, EngineConfig::default()))
+    });
     group.finish();
 }
 

@@ -54,6 +54,8 @@ pub enum Command {
         #[command(flatten)]
         tuning: Tuning,
     },
+    /// Capture live on this node or inside one pod's network namespace (needs CAP_NET_RAW).
+    Capture(Box<crate::capture::run::CaptureArgs>),
     /// Run the main job on the bundled demo capture and its cluster snapshot.
     Demo {
         #[arg(long, value_enum, default_value_t = Format::Table)]
@@ -164,6 +166,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             format,
             tuning,
         } => stats(&file, format, &tuning),
+        Command::Capture(args) => crate::capture::run::run_capture(&args),
         Command::Demo { format } => {
             let path = demo_capture()?;
             let tuning = Tuning {

@@ -424,55 +424,21 @@ impl Engine {
     /// Identities of a flow's endpoints (at its first packet) and its NetworkPolicy verdict.
     /// `None` without cluster data.
     pub fn enrich(&mut self, flow: &Flow) -> Option<Enrichment> {
-        let context = self.cluster.as_mut()?;
-        let (identities, policies) = context.indexes.get_or_insert_with(|| {
-            (
-                IdentityIndex::new(&context.state, IdentityOptions::default()),
-                PolicyEngine::new(&context.state, &[]),
-            )
-        });
-        let (src, dst) = (flow.src(), flow.dst());
-        let protocol = match flow.key.proto {
-            ipproto::TCP => Some(Protocol::Tcp),
-            ipproto::UDP => Some(Protocol::Udp),
-            ipproto::SCTP => Some(Protocol::Sctp),
-            _ => None,
-        };
-        let port = protocol.map(|p| (dst.port, p));
-        let mut src_identity =
-            identities.identify(src.addr, None, flow.first_ns.min(i64::MAX as u64) as i64);
-        let mut dst_identity =
-            identities.identify(dst.addr, port, flow.first_ns.min(i64::MAX as u64) as i64);
-        for (identity, addr) in [(&mut src_identity, src.addr), (&mut dst_identity, dst.addr)] {
-            if let Identity::External { name, .. } = identity
-                && name.is_none()
-            {
-                *name = self.dns.names_for(addr).first().cloned();
-            }
-        }
-        // Policies act after Service address translation: judge the first backend.
-        let (target, verdict_target) = match &dst_identity {
-            Identity::Service { backends, .. } if !backends.is_empty() => {
-                let backend = &backends[0];
-                (
-                    policies
-                        .endpoint_for_pod(&backend.namespace, &backend.name)
-                        .unwrap_or(EndpointRef::Ip(dst.addr)),
-                    Some(format!("{}/{}", backend.namespace, backend.name)),
-                )
-            }
-            _ => (policies.endpoint_for_ip(dst.addr), None),
-        };
-        let verdict = protocol.map(|p| {
-            let source = policies.endpoint_for_ip(src.addr);
-            policies.verdict(source, target, dst.port, p).clone()
-        });
-        Some(Enrichment {
-            src_identity,
-            dst_identity,
-            verdict,
-            verdict_target,
-        })
+        enrich_with(&mut self.cluster, &self.dns, flow)
+    }
+
+    /// Summaries (with identities and verdicts) of the live flows `pick` selects, for
+    /// periodic updates of long flows and for UI snapshots.
+    pub fn summarize_live(
+        &mut self,
+        mut pick: impl FnMut(&Flow) -> bool,
+    ) -> Vec<crate::summary::FlowSummary> {
+        let (table, cluster, dns) = (&self.table, &mut self.cluster, &self.dns);
+        table
+            .iter()
+            .filter(|f| pick(f))
+            .map(|f| crate::summary::FlowSummary::new(f, enrich_with(cluster, dns, f)))
+            .collect()
     }
 
     /// Moves packet time forward without a packet (live captures' idle periods).
@@ -510,6 +476,63 @@ impl Engine {
     pub fn live_count(&self) -> usize {
         self.table.live()
     }
+}
+
+/// Identities and verdict for one flow (see [`Engine::enrich`]).
+fn enrich_with(
+    cluster: &mut Option<ClusterContext>,
+    dns: &DnsNames,
+    flow: &Flow,
+) -> Option<Enrichment> {
+    let context = cluster.as_mut()?;
+    let (identities, policies) = context.indexes.get_or_insert_with(|| {
+        (
+            IdentityIndex::new(&context.state, IdentityOptions::default()),
+            PolicyEngine::new(&context.state, &[]),
+        )
+    });
+    let (src, dst) = (flow.src(), flow.dst());
+    let protocol = match flow.key.proto {
+        ipproto::TCP => Some(Protocol::Tcp),
+        ipproto::UDP => Some(Protocol::Udp),
+        ipproto::SCTP => Some(Protocol::Sctp),
+        _ => None,
+    };
+    let port = protocol.map(|p| (dst.port, p));
+    let mut src_identity =
+        identities.identify(src.addr, None, flow.first_ns.min(i64::MAX as u64) as i64);
+    let mut dst_identity =
+        identities.identify(dst.addr, port, flow.first_ns.min(i64::MAX as u64) as i64);
+    for (identity, addr) in [(&mut src_identity, src.addr), (&mut dst_identity, dst.addr)] {
+        if let Identity::External { name, .. } = identity
+            && name.is_none()
+        {
+            *name = dns.names_for(addr).first().cloned();
+        }
+    }
+    // Policies act after Service address translation: judge the first backend.
+    let (target, verdict_target) = match &dst_identity {
+        Identity::Service { backends, .. } if !backends.is_empty() => {
+            let backend = &backends[0];
+            (
+                policies
+                    .endpoint_for_pod(&backend.namespace, &backend.name)
+                    .unwrap_or(EndpointRef::Ip(dst.addr)),
+                Some(format!("{}/{}", backend.namespace, backend.name)),
+            )
+        }
+        _ => (policies.endpoint_for_ip(dst.addr), None),
+    };
+    let verdict = protocol.map(|p| {
+        let source = policies.endpoint_for_ip(src.addr);
+        policies.verdict(source, target, dst.port, p).clone()
+    });
+    Some(Enrichment {
+        src_identity,
+        dst_identity,
+        verdict,
+        verdict_target,
+    })
 }
 
 fn key_of(packet: &Packet<'_>, sport: u16, dport: u16, outer: bool) -> (FlowKey, bool) {

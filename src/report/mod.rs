@@ -56,6 +56,39 @@ pub struct TcpRecord {
 }
 
 impl<'a> FlowRecord<'a> {
+    /// The record of a flow summary (same keys as [`FlowRecord::from_flow`]).
+    pub fn from_summary(summary: &'a crate::summary::FlowSummary) -> FlowRecord<'a> {
+        let enrichment = summary.enrichment.as_ref();
+        FlowRecord {
+            proto: ipproto::name(summary.proto).into_owned(),
+            src: summary.src.addr.to_string(),
+            src_port: summary.src.port,
+            dst: summary.dst.addr.to_string(),
+            dst_port: summary.dst.port,
+            packets_fwd: summary.fwd.packets,
+            bytes_fwd: summary.fwd.bytes,
+            packets_rev: summary.rev.packets,
+            bytes_rev: summary.rev.bytes,
+            start_ns: summary.first_ns,
+            end_ns: summary.last_ns,
+            tunnel: summary.tunnel.map(|t| t.as_str()),
+            outer: summary.outer,
+            tcp_state: summary.tcp.as_ref().map(|t| t.state.as_str()),
+            tcp: summary.tcp.as_ref().map(|t| TcpRecord {
+                handshake: t.handshake,
+                midstream: t.midstream,
+                rtt_ns: t.rtt_ns,
+            }),
+            interfaces: summary.interfaces.clone(),
+            end_reason: summary.end,
+            app: &summary.app,
+            src_identity: enrichment.map(|e| &e.src_identity),
+            dst_identity: enrichment.map(|e| &e.dst_identity),
+            verdict: enrichment.and_then(|e| e.verdict.as_ref()),
+            verdict_target: enrichment.and_then(|e| e.verdict_target.as_deref()),
+        }
+    }
+
     pub fn from_flow(flow: &'a Flow, enrichment: Option<&'a Enrichment>) -> FlowRecord<'a> {
         let src = flow.src();
         let dst = flow.dst();
