@@ -352,24 +352,22 @@ pub fn report(s: &Suggestion, v: &Verification) -> String {
     }
     let _ = writeln!(
         out,
-        "\nBreadth per rule (admitted pod pairs x ports / observed pairs, connections):"
+        "\nBreadth per rule: connections admitted ((pod pairs + pods x ipBlock addresses) x ports) / observed:"
     );
     for b in &v.breadth {
-        let extra = if b.admitted_addresses > 0 {
-            format!(" + {} ipBlock addresses", b.admitted_addresses)
-        } else {
-            String::new()
-        };
         let _ = writeln!(
             out,
-            "  {} {} #{}: {} pairs x {} ports{extra} / observed {} pairs, {} connections",
+            "  {} {} #{}: admits {} ({} pod pairs + {} pods x {} addresses, {} ports) / observed {} ({} pairs)",
             b.policy,
             b.direction,
             b.rule,
+            b.admitted_connections(),
             b.admitted_pod_pairs,
+            b.selected_pods,
+            b.admitted_addresses,
             b.ports,
-            b.observed_pairs,
-            b.observed_connections
+            b.observed_connections,
+            b.observed_pairs
         );
     }
     let _ = writeln!(out, "\nExisting policies:");

@@ -39,6 +39,8 @@ pub struct RuleBreadth {
     pub direction: Direction,
     /// Rule index.
     pub rule: usize,
+    /// Pods the policy selects.
+    pub selected_pods: usize,
     /// (selected pod, peer pod) pairs the rule admits.
     pub admitted_pod_pairs: usize,
     /// Port entries of the rule.
@@ -52,9 +54,12 @@ pub struct RuleBreadth {
 }
 
 impl RuleBreadth {
-    /// admitted pod pairs × ports (the connections the rule would admit among pods).
-    pub fn admitted_connections(&self) -> usize {
-        self.admitted_pod_pairs.saturating_mul(self.ports.max(1))
+    /// (pod pairs + selected pods × ipBlock addresses) × ports: the connections the rule admits.
+    pub fn admitted_connections(&self) -> u128 {
+        let addr_pairs = (self.selected_pods as u128).saturating_mul(self.admitted_addresses);
+        (self.admitted_pod_pairs as u128)
+            .saturating_add(addr_pairs)
+            .saturating_mul(self.ports.max(1) as u128)
     }
 }
 
@@ -220,7 +225,7 @@ pub fn verify(state: &ClusterState, suggestion: &Suggestion) -> Verification {
             for (ri, _) in p.rules(dir).iter().enumerate() {
                 let key = format!("{}/{}", p.namespace, p.name);
                 let obs = observed.get(&(key.clone(), dir, ri));
-                let (pairs, addresses, ports) = admitted(state, &after, p, dir, ri);
+                let (selected, pairs, addresses, ports) = admitted(state, &after, p, dir, ri);
                 let observed_pairs = obs
                     .map(|s| {
                         s.iter()
@@ -233,6 +238,7 @@ pub fn verify(state: &ClusterState, suggestion: &Suggestion) -> Verification {
                     policy: key,
                     direction: dir,
                     rule: ri,
+                    selected_pods: selected,
                     admitted_pod_pairs: pairs,
                     ports,
                     admitted_addresses: addresses,
@@ -245,16 +251,16 @@ pub fn verify(state: &ClusterState, suggestion: &Suggestion) -> Verification {
     v
 }
 
-/// (pod pairs, ipBlock addresses, port entries) a rule admits.
+/// (selected pods, pod pairs, ipBlock addresses, port entries) a rule admits.
 pub fn admitted(
     state: &ClusterState,
     engine: &PolicyEngine,
     p: &NetworkPolicy,
     dir: Direction,
     ri: usize,
-) -> (usize, u128, usize) {
+) -> (usize, usize, u128, usize) {
     let Some(rule) = p.rules(dir).get(ri) else {
-        return (0, 0, 0);
+        return (0, 0, 0, 0);
     };
     let pods = engine.pods();
     let selected: Vec<usize> = pods
@@ -309,7 +315,7 @@ pub fn admitted(
         })
         .sum::<usize>()
         .max(if rule.ports.is_empty() { 65_535 } else { 0 });
-    (pairs, addresses, ports)
+    (selected.len(), pairs, addresses, ports)
 }
 
 /// Flows whose verdict changes when `extra` policies are added to (or replace) the cluster's.

@@ -7,6 +7,8 @@ mod common;
 mod dissect_corpus;
 mod dissect_oracle;
 mod dissect_pcap;
+mod findings;
 mod oracle_flows;
 mod policy_corpus;
 mod robustness;
+mod suggest;
