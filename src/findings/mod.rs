@@ -1107,6 +1107,215 @@ mod tests {
         assert!("urgent".parse::<Severity>().is_err());
     }
 
+    use crate::cluster::identity::{Basis, Identity, Provenance, Via, WorkloadRef};
+    use crate::engine::Enrichment;
+    use crate::flow::{DirCounters, EndReason, Endpoint};
+
+    fn prov() -> Provenance {
+        Provenance {
+            basis: Basis::ExactPodIp,
+            candidates: None,
+            uncertain: false,
+            stale: false,
+        }
+    }
+
+    fn pod(ns: &str, workload: &str) -> Identity {
+        Identity::Pod {
+            namespace: ns.into(),
+            name: format!("{workload}-abc"),
+            workload: WorkloadRef {
+                kind: "Deployment".into(),
+                name: workload.into(),
+            },
+            labels: Default::default(),
+            node: None,
+            provenance: prov(),
+        }
+    }
+
+    fn flow(
+        serial: u64,
+        src: Identity,
+        dst: Identity,
+        dst_ip: &str,
+        port: u16,
+        app: App,
+    ) -> FlowSummary {
+        let c = DirCounters {
+            packets: 4,
+            bytes: 400,
+        };
+        let mut info = crate::dissect::AppInfo::default();
+        info.app = app;
+        if app != App::Unknown && app != App::Tls {
+            info.encryption = Encryption::Plaintext;
+        }
+        FlowSummary {
+            serial,
+            proto: 6,
+            src: Endpoint {
+                addr: "10.0.0.5".parse().unwrap(),
+                port: 40000,
+            },
+            dst: Endpoint {
+                addr: dst_ip.parse().unwrap(),
+                port,
+            },
+            fwd: c,
+            rev: c,
+            first_ns: serial * 1_000,
+            last_ns: serial * 1_000 + 10,
+            tunnel: None,
+            outer: false,
+            tcp: None,
+            interfaces: vec![0],
+            end: EndReason::Active,
+            app: info,
+            enrichment: Some(Enrichment {
+                src_identity: src,
+                dst_identity: dst,
+                verdict: None,
+                verdict_target: None,
+            }),
+        }
+    }
+
+    fn kinds(flows: &[FlowSummary], rules: &RulesConfig) -> Vec<FindingKind> {
+        let r = evaluate(Inputs {
+            flows,
+            cluster: None,
+            baseline: None,
+            rules,
+        });
+        let mut k: Vec<FindingKind> = r.findings.iter().map(|f| f.kind).collect();
+        k.sort();
+        k
+    }
+
+    #[test]
+    fn control_plane_rules() {
+        let node = || Identity::Node {
+            name: "n1".into(),
+            provenance: prov(),
+        };
+        let api = Identity::ApiServer {
+            via: Via::ServiceVip,
+            node: None,
+            provenance: prov(),
+        };
+        let rules = RulesConfig::default();
+        let flows = vec![
+            flow(
+                1,
+                pod("app", "web"),
+                node(),
+                "10.0.0.1",
+                10250,
+                App::Unknown,
+            ),
+            flow(2, pod("app", "web"), node(), "10.0.0.1", 22, App::Ssh),
+            flow(3, pod("app", "web"), node(), "10.0.0.1", 2379, App::Unknown),
+            flow(
+                4,
+                pod("app", "web"),
+                api.clone(),
+                "10.96.0.1",
+                443,
+                App::Tls,
+            ),
+            // kube-system is on the API server allow-list by default.
+            flow(
+                5,
+                pod("kube-system", "coredns"),
+                api,
+                "10.96.0.1",
+                443,
+                App::Tls,
+            ),
+            // The node itself may use its kubelet.
+            flow(6, node(), node(), "10.0.0.1", 10250, App::Unknown),
+        ];
+        assert_eq!(
+            kinds(&flows, &rules),
+            vec![
+                FindingKind::KubeletAccess,
+                FindingKind::EtcdAccess,
+                FindingKind::ApiServerAccess,
+                FindingKind::NodeSsh
+            ]
+        );
+        let mut open = RulesConfig::default();
+        open.control_plane.api_server_allow.push("app/web".into());
+        assert!(!kinds(&flows, &open).contains(&FindingKind::ApiServerAccess));
+    }
+
+    #[test]
+    fn foreign_dns_and_external_cleartext() {
+        let ext = |_ip: &str| Identity::External {
+            name: Some("example.org".into()),
+            provenance: prov(),
+        };
+        let dns_pod = Identity::ClusterDns {
+            via: Via::Pod,
+            pod: None,
+            provenance: prov(),
+        };
+        let rules = RulesConfig::default();
+        let flows = vec![
+            flow(
+                1,
+                pod("app", "web"),
+                ext("8.8.8.8"),
+                "8.8.8.8",
+                53,
+                App::Dns,
+            ),
+            flow(2, pod("app", "web"), dns_pod, "10.96.0.10", 53, App::Dns),
+            flow(
+                3,
+                pod("app", "web"),
+                ext("93.184.216.34"),
+                "93.184.216.34",
+                80,
+                App::Http,
+            ),
+            flow(
+                4,
+                pod("app", "web"),
+                ext("93.184.216.34"),
+                "93.184.216.34",
+                21,
+                App::Ftp,
+            ),
+        ];
+        let r = evaluate(Inputs {
+            flows: &flows,
+            cluster: None,
+            baseline: None,
+            rules: &rules,
+        });
+        let dns: Vec<&Finding> = r
+            .findings
+            .iter()
+            .filter(|f| f.kind == FindingKind::ForeignDns)
+            .collect();
+        assert_eq!(dns.len(), 1);
+        assert_eq!(dns[0].flows, vec![1]);
+        let ext_clear: Vec<(Severity, &str)> = r
+            .findings
+            .iter()
+            .filter(|f| f.kind == FindingKind::CleartextExternal)
+            .map(|f| (f.severity, f.evidence["app"].as_str()))
+            .collect();
+        // http is "low" between pods, one level up leaving the cluster; ftp is high (capped).
+        assert!(ext_clear.contains(&(Severity::Medium, "http")));
+        assert!(ext_clear.contains(&(Severity::High, "ftp")));
+        let mut allow = RulesConfig::default();
+        allow.dns.allowed_resolvers.push("8.8.8.8".parse().unwrap());
+        assert!(!kinds(&flows, &allow).contains(&FindingKind::ForeignDns));
+    }
+
     #[test]
     fn kinds_round_trip_names() {
         for k in FindingKind::ALL {

@@ -339,11 +339,14 @@ fn host_net(ip: IpAddr) -> IpNet {
     IpNet::from(ip)
 }
 
+/// Ports and flow serials seen with one peer.
+type PeerTraffic = (BTreeSet<(u16, Protocol)>, BTreeSet<u64>);
+
 /// Accumulated rules of one workload.
 #[derive(Default)]
 struct Draft {
-    ingress: BTreeMap<PeerKey, (BTreeSet<(u16, Protocol)>, BTreeSet<u64>)>,
-    egress: BTreeMap<PeerKey, (BTreeSet<(u16, Protocol)>, BTreeSet<u64>)>,
+    ingress: BTreeMap<PeerKey, PeerTraffic>,
+    egress: BTreeMap<PeerKey, PeerTraffic>,
     weaknesses: BTreeMap<PeerKey, BTreeSet<String>>,
     egress_weaknesses: BTreeMap<PeerKey, BTreeSet<String>>,
 }

@@ -108,6 +108,11 @@ impl Verification {
     }
 }
 
+/// (policy, direction, rule index).
+type RuleKey = (String, Direction, usize);
+/// (source pod or address, destination pod or address, port, protocol).
+type Connection = (String, String, u16, Protocol);
+
 fn endpoints(engine: &PolicyEngine, c: &Classified) -> (EndpointRef, EndpointRef) {
     let src = engine.endpoint_for_ip(c.src.ip);
     let dst = match (&c.dst.namespace, &c.dst.pod) {
@@ -145,10 +150,7 @@ pub fn verify(state: &ClusterState, suggestion: &Suggestion) -> Verification {
         changes: Vec::new(),
     };
     // (policy, direction, rule) → observed (pair, port) set
-    let mut observed: BTreeMap<
-        (String, Direction, usize),
-        BTreeSet<(String, String, u16, Protocol)>,
-    > = BTreeMap::new();
+    let mut observed: BTreeMap<RuleKey, BTreeSet<Connection>> = BTreeMap::new();
     let ours: BTreeSet<String> = suggested
         .iter()
         .map(|p| format!("{}/{}", p.namespace, p.name))
@@ -318,7 +320,8 @@ pub fn admitted(
     (selected.len(), pairs, addresses, ports)
 }
 
-/// Flows whose verdict changes when `extra` policies are added to (or replace) the cluster's.
+/// Flows whose verdict (allowed or denied) changes when `extra` policies are added to (or
+/// replace) the cluster's.
 pub fn verdict_changes(
     state: &ClusterState,
     flows: &[FlowSummary],
@@ -344,7 +347,7 @@ pub fn verdict_changes(
         let (as_, ad) = endpoints(&after, &c);
         let old: Verdict = before.verdict(bs, bd, c.port, proto).clone();
         let new: Verdict = after.verdict(as_, ad, c.port, proto).clone();
-        if old != new {
+        if old.allowed != new.allowed {
             out.push(Change {
                 serial: c.serial,
                 edge: edge_text(&c),

@@ -503,10 +503,12 @@ fn sock_shop_suggestions_match_observed_edges() {
 // Property: suggestion + verification never breaks a kept flow.
 // ---------------------------------------------------------------------------------------------
 
+/// (namespace index, tier index, replicas, ports (port, named, udp)).
+type WorkloadSpec = (u8, u8, u8, Vec<(u16, bool, bool)>);
+
 #[derive(Debug, Clone)]
 struct World {
-    /// (namespace index, tier index, replicas, ports (port, named, udp))
-    workloads: Vec<(u8, u8, u8, Vec<(u16, bool, bool)>)>,
+    workloads: Vec<WorkloadSpec>,
     /// (src workload, src replica, dst: workload or external, port choice)
     flows: Vec<(usize, usize, Option<usize>, usize)>,
     default_deny_ns0: bool,
@@ -619,4 +621,52 @@ proptest! {
         prop_assert_eq!(v.kept, v.kept_allowed);
         assert_round_trip(&s);
     }
+}
+
+#[test]
+fn cli_suggest_then_whatif() {
+    let (pcap, cluster) = crate::findings::demo_paths();
+    let dir = std::env::temp_dir().join(format!("podwire-suggest-{}", std::process::id()));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_podwire"))
+        .args(["suggest", pcap.to_str().unwrap(), "--cluster"])
+        .arg(&cluster)
+        .arg("-o")
+        .arg(&dir)
+        .arg("--cilium")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = std::fs::read_to_string(dir.join("report.txt")).unwrap();
+    assert!(
+        report.contains("5/5 kept flows allowed, 22/22 excluded flows denied — OK"),
+        "{report}"
+    );
+    let policies = dir.join("networkpolicies.yaml");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_podwire"))
+        .args(["whatif", pcap.to_str().unwrap(), "--cluster"])
+        .arg(&cluster)
+        .arg("--policy")
+        .arg(&policies)
+        .args(["--format", "jsonl"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1);
+    assert!(
+        lines[0]["edge"]
+            .as_str()
+            .unwrap()
+            .contains("169.254.169.254")
+    );
+    assert_eq!(lines[0]["after_allowed"], false);
+    let _ = std::fs::remove_dir_all(&dir);
 }
