@@ -1146,11 +1146,15 @@ mod tests {
             packets: 4,
             bytes: 400,
         };
-        let mut info = crate::dissect::AppInfo::default();
-        info.app = app;
-        if app != App::Unknown && app != App::Tls {
-            info.encryption = Encryption::Plaintext;
-        }
+        let info = crate::dissect::AppInfo {
+            app,
+            encryption: if app != App::Unknown && app != App::Tls {
+                Encryption::Plaintext
+            } else {
+                Encryption::Unknown
+            },
+            ..Default::default()
+        };
         FlowSummary {
             serial,
             proto: 6,
