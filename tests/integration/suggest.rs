@@ -670,3 +670,40 @@ fn cli_suggest_then_whatif() {
     assert_eq!(lines[0]["after_allowed"], false);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// External egress becomes a commented /32 ipBlock, and with `--cilium` a toFQDNs policy for the
+/// names the DNS answers gave.
+#[test]
+fn external_egress_ipblock_and_cilium_fqdn() {
+    let state = sock_shop_state();
+    let stripe: IpAddr = "203.0.113.10".parse().unwrap();
+    let mut m = FlowMaker::new(&state);
+    let orders = m.pod_ip("sock-shop", "orders");
+    m.add(orders, stripe, 443, Protocol::Tcp);
+    let flows = m.out;
+    let dns = BTreeMap::from([(stripe, vec!["api.stripe.com".to_string()])]);
+    let (s, v) = run_suggest(&state, &flows, &dns);
+    assert!(v.ok(), "{}", render::report(&s, &v));
+    let yaml = render::policies_yaml(&s);
+    assert!(yaml.contains("cidr: 203.0.113.10/32"), "{yaml}");
+    assert!(
+        yaml.contains("203.0.113.10/32 (DNS: api.stripe.com)"),
+        "{yaml}"
+    );
+    assert_round_trip(&s);
+    let cilium = render::cilium_yaml(&s);
+    let doc: Value = serde_yaml::from_str(&cilium).unwrap();
+    assert_eq!(doc["kind"], "CiliumNetworkPolicy");
+    assert_eq!(
+        doc["spec"]["endpointSelector"]["matchLabels"]["name"],
+        "orders"
+    );
+    let egress = doc["spec"]["egress"].as_array().unwrap();
+    assert_eq!(
+        egress[0]["toPorts"][0]["rules"]["dns"][0]["matchPattern"],
+        "*"
+    );
+    assert_eq!(egress[1]["toFQDNs"][0]["matchName"], "api.stripe.com");
+    assert_eq!(egress[1]["toPorts"][0]["ports"][0]["port"], "443");
+    assert_eq!(egress[1]["toPorts"][0]["ports"][0]["protocol"], "TCP");
+}
