@@ -62,6 +62,8 @@ pub enum Command {
     /// Ask the NetworkPolicies questions without traffic.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Write the cluster's objects (read-only list) to a snapshot file.
+    Snapshot(crate::cluster::watch::SnapshotArgs),
     /// Security findings of a capture (cleartext, credentials, metadata, scans, gaps…).
     Findings(crate::findings::commands::FindingsArgs),
     /// NetworkPolicies that admit the observed legitimate traffic, verified.
@@ -142,6 +144,9 @@ pub struct Tuning {
     /// Never show a progress indicator.
     #[arg(long)]
     pub no_progress: bool,
+    /// Skip protocol dissection (flow accounting only): faster, but no app, encryption or SNI.
+    #[arg(long)]
+    pub no_dissect: bool,
 }
 
 impl Tuning {
@@ -150,6 +155,7 @@ impl Tuning {
         config.table.capacity = self.max_flows.max(1);
         config.table.tcp_idle_ns = self.tcp_idle.saturating_mul(1_000_000_000);
         config.table.other_idle_ns = self.udp_idle.saturating_mul(1_000_000_000);
+        config.dissect_enabled = !self.no_dissect;
         config
     }
 }
@@ -175,6 +181,7 @@ pub fn run(cli: Cli) -> Result<i32> {
                 tcp_idle: 300,
                 udp_idle: 60,
                 no_progress: true,
+                no_dissect: false,
             };
             let cluster = path.with_file_name("demo-cluster.yaml");
             flows(
@@ -185,6 +192,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             )
         }
         Command::Policy(command) => policy(command),
+        Command::Snapshot(args) => crate::cluster::watch::run_snapshot(&args),
         Command::Findings(args) => crate::findings::commands::run_findings(&args),
         Command::Suggest(args) => crate::suggest::commands::run_suggest(&args),
         Command::Whatif(args) => crate::suggest::commands::run_whatif(&args),

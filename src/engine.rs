@@ -37,6 +37,8 @@ pub struct EngineConfig {
     pub dissect: Limits,
     /// Most addresses remembered from DNS answers.
     pub dns_names: usize,
+    /// Run the protocol dissectors (off: flow accounting only, for raw speed).
+    pub dissect_enabled: bool,
 }
 
 impl Default for EngineConfig {
@@ -49,6 +51,7 @@ impl Default for EngineConfig {
             rtt_services: 512,
             dissect: Limits::default(),
             dns_names: 65_536,
+            dissect_enabled: true,
         }
     }
 }
@@ -277,7 +280,10 @@ impl Engine {
             flow.tunnel = decoded.tunnel;
         }
         // Dissection stops as soon as the verdict is final, so most packets skip this.
-        if flow.app.wants_more() && !matches!(inner.fragment, Fragment::Later { .. }) {
+        if self.config.dissect_enabled
+            && flow.app.wants_more()
+            && !matches!(inner.fragment, Fragment::Later { .. })
+        {
             let dir = if fwd {
                 Dir::ToResponder
             } else {

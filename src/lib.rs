@@ -1,8 +1,9 @@
 //! podwire: what Kubernetes pods and nodes say to each other on the wire.
 //!
 //! The pure core (`frame`, `decode`, `flow`, `engine`, `cluster` model and identity,
-//! `policy`) has no I/O, clock or threads; the shells (`capture`, `cli`, `report`,
-//! `cluster::snapshot`) read files, parse arguments and write output.
+//! `policy`, `findings`, `suggest`) has no I/O, clock or threads; the shells (`capture`, `cli`,
+//! `report`, `cluster::snapshot`, `findings::commands`, `suggest::commands`) read files, parse
+//! arguments and write output.
 
 pub mod capture;
 pub mod cli;

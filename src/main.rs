@@ -2,6 +2,11 @@
 
 use clap::Parser;
 
+// The pipeline allocates small, short-lived buffers per flow (stream reassembly, protocol
+// facts); mimalloc roughly halves what glibc's allocator costs there.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let cli = podwire::cli::Cli::parse();
     let code = match podwire::cli::run(cli) {

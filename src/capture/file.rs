@@ -148,9 +148,6 @@ pub fn read_capture(
         path: shown.clone(),
         source,
     })?;
-    if !gzip && let Some(result) = read_mapped(&file, &shown, progress.as_deref(), &mut on_event) {
-        return result;
-    }
     let counted = CountingReader {
         inner: file,
         count: progress.unwrap_or_default(),
@@ -164,49 +161,6 @@ pub fn read_capture(
         Box::new(counted)
     };
     read_stream(source, &shown, gzip, &mut on_event)
-}
-
-/// Reads an uncompressed capture through a read-only memory map: no copies of packet data.
-/// Returns `None` when the file cannot be mapped (a pipe, a special file), so the caller
-/// falls back to streaming.
-fn read_mapped(
-    file: &File,
-    shown: &str,
-    progress: Option<&AtomicU64>,
-    on_event: &mut dyn FnMut(CaptureEvent<'_>),
-) -> Option<Result<ReadSummary, CaptureError>> {
-    if !file.metadata().ok()?.is_file() {
-        return None;
-    }
-    // SAFETY: the map is read-only and private to this process. If another process truncates
-    // the file while we read it, accesses past the new end fault (SIGBUS) — the same contract
-    // every mmap-based reader (tshark's, libpcap's) accepts for capture files.
-    let map = unsafe { memmap2::Mmap::map(file) }.ok()?;
-    let _ = map.advise(memmap2::Advice::Sequential);
-    if map.is_empty() {
-        return Some(Err(CaptureError::Empty { path: shown.into() }));
-    }
-    let Some(mut reader) = super::slice::SliceReader::new(&map) else {
-        return Some(Err(CaptureError::NotACapture { path: shown.into() }));
-    };
-    // Drop pages already parsed from this process's resident set every 64 MiB, so reading a
-    // 10 GB file costs the flow table's memory, not the file's size.
-    let mut released = 0usize;
-    let mut release = |consumed: usize| {
-        const CHUNK: usize = 64 << 20;
-        while consumed >= released + 2 * CHUNK {
-            // SAFETY: the mapping is read-only and file-backed: DONTNEED only drops clean
-            // pages, which are re-read from the file if touched again.
-            let _ = unsafe {
-                map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, released, CHUNK)
-            };
-            released += CHUNK;
-        }
-        if let Some(p) = progress {
-            p.store(consumed as u64, Ordering::Relaxed);
-        }
-    };
-    Some(drive(&mut reader, false, on_event, &mut release))
 }
 
 /// Reads a capture from any byte stream (used by `read_capture` and the fuzz target).
@@ -388,7 +342,9 @@ fn drive(
                         }
                     }
                 }
-                reader.consume(len);
+                // No shift per block: the buffer is compacted only when a refill needs room,
+                // so each byte is copied once (kernel → buffer) instead of twice.
+                reader.consume_noshift(len);
                 blocks_since_progress += 1;
                 if blocks_since_progress == 4096 {
                     blocks_since_progress = 0;

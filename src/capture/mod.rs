@@ -4,7 +4,6 @@
 //! I/O; the pure core never calls into it.
 
 pub mod file;
-mod slice;
 
 pub use file::{
     CaptureError, CaptureEvent, CaptureFormat, Damage, DamageKind, ReadSummary, read_capture,

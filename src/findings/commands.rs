@@ -115,6 +115,7 @@ fn engine_config(t: &Tuning) -> EngineConfig {
     config.table.capacity = t.max_flows.max(1);
     config.table.tcp_idle_ns = t.tcp_idle.saturating_mul(1_000_000_000);
     config.table.other_idle_ns = t.udp_idle.saturating_mul(1_000_000_000);
+    config.dissect_enabled = !t.no_dissect;
     config
 }
 

@@ -23,6 +23,7 @@ pub fn tuning() -> Tuning {
         tcp_idle: 300,
         udp_idle: 60,
         no_progress: true,
+        no_dissect: false,
     }
 }
 

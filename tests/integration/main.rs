@@ -8,6 +8,7 @@ mod dissect_corpus;
 mod dissect_oracle;
 mod dissect_pcap;
 mod findings;
+mod kube_watch;
 mod oracle_flows;
 mod policy_corpus;
 mod robustness;
