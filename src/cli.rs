@@ -66,6 +66,16 @@ pub enum Command {
     Policy(PolicyCommand),
     /// Write the cluster's objects (read-only list) to a snapshot file.
     Snapshot(crate::cluster::watch::SnapshotArgs),
+    /// Security findings of a capture (cleartext, credentials, metadata, scans, gaps…).
+    Findings(crate::findings::commands::FindingsArgs),
+    /// NetworkPolicies that admit the observed legitimate traffic, verified.
+    Suggest(crate::suggest::commands::SuggestArgs),
+    /// Flows whose NetworkPolicy verdict would change under new policies.
+    Whatif(crate::suggest::commands::WhatifArgs),
+    /// The findings rules file: print the documented defaults or check a file.
+    Rules(crate::findings::commands::RulesArgs),
+    /// Save the communication edges of a capture (compare later with `findings --baseline`).
+    Baseline(crate::findings::commands::BaselineArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -186,6 +196,11 @@ pub fn run(cli: Cli) -> Result<i32> {
         }
         Command::Policy(command) => policy(command),
         Command::Snapshot(args) => crate::cluster::watch::run_snapshot(&args),
+        Command::Findings(args) => crate::findings::commands::run_findings(&args),
+        Command::Suggest(args) => crate::suggest::commands::run_suggest(&args),
+        Command::Whatif(args) => crate::suggest::commands::run_whatif(&args),
+        Command::Rules(args) => crate::findings::commands::run_rules(&args),
+        Command::Baseline(args) => crate::findings::commands::run_baseline(&args),
     }
 }
 
