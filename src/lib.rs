@@ -16,3 +16,4 @@ pub mod policy;
 pub mod report;
 pub mod sanitize;
 pub mod summary;
+pub mod tui;
