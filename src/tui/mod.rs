@@ -21,6 +21,7 @@ pub mod filter;
 pub mod provisional_findings;
 pub mod render;
 pub mod source;
+pub mod synthetic;
 pub mod viewmodel;
 
 use std::io::{self, Write};

@@ -192,7 +192,7 @@ fn title(kind: FindingKind, flow: &FlowSummary) -> String {
             )
         }
         FindingKind::DeniedObserved => {
-            format!("policy denies but traffic seen: {src} → {dst}:{port}")
+            format!("policy denies but traffic seen: {src} → {dst}")
         }
         FindingKind::CloudMetadata => format!("cloud metadata reached by {src}"),
     }

@@ -145,8 +145,12 @@ fn text(frame: &mut Frame, area: Rect, title: &str, lines: &[Line], scroll: u16,
 }
 
 fn help(frame: &mut Frame, area: Rect, lines: &[Line], p: &Palette) {
-    let w = area.width.saturating_sub(4).min(86);
-    let h = (lines.len() as u16 + 2).min(area.height.saturating_sub(2));
+    let w = area.width.saturating_sub(4).min(120);
+    let max_h = area.height.saturating_sub(2);
+    // Two columns when one does not fit.
+    let columns = if lines.len() as u16 + 2 > max_h { 2 } else { 1 };
+    let per_column = lines.len().div_ceil(columns);
+    let h = (per_column as u16 + 2).min(max_h);
     let rect = Rect::new(
         area.x + (area.width - w) / 2,
         area.y + (area.height.saturating_sub(h)) / 2,
@@ -154,15 +158,18 @@ fn help(frame: &mut Frame, area: Rect, lines: &[Line], p: &Palette) {
         h,
     );
     frame.render_widget(Clear, rect);
-    let body: Vec<TextLine> = lines.iter().map(|l| line(l, p)).collect();
-    frame.render_widget(
-        Paragraph::new(body).block(
-            Block::default()
-                .borders(Borders::ALL)
-                .title(Span::styled(" help — any key closes ", p.accent)),
-        ),
-        rect,
-    );
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .title(Span::styled(" help — any key closes ", p.accent));
+    let inner = block.inner(rect);
+    frame.render_widget(block, rect);
+    let parts = Layout::horizontal(vec![Constraint::Fill(1); columns]).split(inner);
+    for (i, chunk) in lines.chunks(per_column.max(1)).enumerate() {
+        if let Some(part) = parts.get(i) {
+            let body: Vec<TextLine> = chunk.iter().map(|l| line(l, p)).collect();
+            frame.render_widget(Paragraph::new(body).wrap(Wrap { trim: false }), *part);
+        }
+    }
 }
 
 /// Draws one frame.

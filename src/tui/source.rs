@@ -671,7 +671,11 @@ impl Source {
                 .with_context(|| format!("loading the cluster snapshot {}", cluster.display()))?;
             let state = snapshot.into_state();
             source.settings.cluster_origin = ClusterOrigin::SnapshotFile {
-                path: cluster.display().to_string(),
+                // The file name only: stable across checkouts, and it fits the status lines.
+                path: cluster.file_name().map_or_else(
+                    || cluster.display().to_string(),
+                    |n| n.to_string_lossy().into_owned(),
+                ),
                 taken_at_ns: state.snapshot_time_ns,
             };
             source.settings.cluster = Some(state);

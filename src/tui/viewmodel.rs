@@ -606,12 +606,13 @@ fn flow_columns(width: u16, wide: bool) -> Vec<FlowCol> {
     cols
 }
 
-fn col_width(c: FlowCol) -> Width {
+fn col_width(c: FlowCol, narrow: bool) -> Width {
     match c {
+        FlowCol::Time if narrow => Width::Fixed(8),
         FlowCol::Time => Width::Fixed(12),
         FlowCol::Source | FlowCol::Destination => Width::Fill(2),
         FlowCol::Port => Width::Fixed(5),
-        FlowCol::App => Width::Fixed(8),
+        FlowCol::App => Width::Fixed(7),
         FlowCol::Enc => Width::Fixed(7),
         FlowCol::Server => Width::Fill(1),
         FlowCol::Packets => Width::Fixed(6),
@@ -621,8 +622,11 @@ fn col_width(c: FlowCol) -> Width {
     }
 }
 
-fn flow_cell(f: &FlowSummary, c: FlowCol, names: bool) -> Cell {
+fn flow_cell(f: &FlowSummary, c: FlowCol, names: bool, narrow: bool) -> Cell {
     match c {
+        FlowCol::Time if narrow => {
+            Cell::plain(clock(f.first_ns).get(..8).unwrap_or_default().to_string())
+        }
         FlowCol::Time => Cell::plain(clock(f.first_ns)),
         FlowCol::Source => Cell::plain(endpoint_text(f, true, names)),
         FlowCol::Destination => Cell::plain(endpoint_text(f, false, names)),
@@ -654,6 +658,7 @@ fn flow_cell(f: &FlowSummary, c: FlowCol, names: bool) -> Cell {
 
 fn flows_table(app: &App, areas: &Areas) -> TableVm {
     let cols = flow_columns(areas.table.width, app.wide);
+    let narrow = areas.table.width < 100;
     let headers = cols
         .iter()
         .map(|c| {
@@ -665,7 +670,7 @@ fn flows_table(app: &App, areas: &Areas) -> TableVm {
                     '▲'
                 });
             }
-            (t, col_width(*c))
+            (t, col_width(*c, narrow))
         })
         .collect();
     let nav = app.nav[View::Flows.index()];
@@ -677,7 +682,11 @@ fn flows_table(app: &App, areas: &Areas) -> TableVm {
         .skip(nav.offset)
         .take(height)
         .filter_map(|&i| app.snapshot.rows.get(i as usize))
-        .map(|f| cols.iter().map(|c| flow_cell(f, *c, app.names)).collect())
+        .map(|f| {
+            cols.iter()
+                .map(|c| flow_cell(f, *c, app.names, narrow))
+                .collect()
+        })
         .collect();
     let selected = (!rows.is_empty()).then(|| nav.selected.saturating_sub(nav.offset));
     TableVm {
@@ -730,7 +739,7 @@ fn json_lines(prefix: &str, value: &serde_json::Value, out: &mut Vec<Line>) {
                 json_lines(&key, v, out);
             }
         }
-        serde_json::Value::Null => {}
+        serde_json::Value::Null | serde_json::Value::Bool(false) => {}
         serde_json::Value::Array(items) if items.iter().all(|i| !i.is_object()) => {
             if !items.is_empty() {
                 let parts: Vec<String> = items
@@ -761,7 +770,7 @@ fn direction_lines(label: &str, v: &DirectionVerdict, out: &mut Vec<Line>) {
         DirectionVerdict::NotIsolated => out.push(kv(label, "not isolated (no policy selects it)")),
         DirectionVerdict::Allowed { by } => {
             out.push(vec![
-                Cell::new(format!("  {label:<14}"), Role::Dim),
+                Cell::new(format!("  {label:<15} "), Role::Dim),
                 Cell::new("✓ allowed by", Role::Allowed),
             ]);
             for m in by {
@@ -769,7 +778,7 @@ fn direction_lines(label: &str, v: &DirectionVerdict, out: &mut Vec<Line>) {
             }
         }
         DirectionVerdict::Denied { .. } => out.push(vec![
-            Cell::new(format!("  {label:<14}"), Role::Dim),
+            Cell::new(format!("  {label:<15} "), Role::Dim),
             Cell::new(format!("✗ {v}"), Role::Denied),
         ]),
     }
@@ -803,6 +812,11 @@ pub fn flow_detail(f: &FlowSummary) -> Vec<Line> {
         ));
     }
     out.push(kv("interfaces", format!("{:?}", f.interfaces)));
+    let info = &f.app;
+    out.push(kv(
+        "app",
+        format!("{} ({})", info.app.name(), enc_cell(info.encryption).text),
+    ));
     out.push(section("Endpoints"));
     match &f.enrichment {
         Some(e) => {
@@ -816,70 +830,6 @@ pub fn flow_detail(f: &FlowSummary) -> Vec<Line> {
         }
         None => out.push(kv("identities", "no cluster data (use --cluster)")),
     }
-    out.push(section("Protocol"));
-    let info = &f.app;
-    out.push(kv("app", info.app.name()));
-    let enc = enc_cell(info.encryption);
-    out.push(vec![
-        Cell::new(format!("  {:<14}", "encryption"), Role::Dim),
-        enc,
-    ]);
-    if let Some(s) = server_name(info) {
-        out.push(kv("server name", sanitize(&s)));
-    }
-    if let Some(s) = info.service {
-        out.push(kv("service", s));
-    }
-    if let Some(h) = info.port_hint {
-        out.push(kv("port hint", h.name()));
-    }
-    if let Some(h) = info.hint {
-        out.push(kv("byte hint", format!("{h:?}")));
-    }
-    if let Some(u) = &info.upgrade {
-        out.push(kv(
-            "upgrade",
-            format!(
-                "{} ({})",
-                u.via,
-                if u.accepted { "accepted" } else { "refused" }
-            ),
-        ));
-    }
-    if let Some(facts) = &info.facts
-        && let Ok(value) = serde_json::to_value(facts)
-    {
-        json_lines("", &value, &mut out);
-    }
-    out.push(section("TCP and timing"));
-    out.push(kv("first packet", clock(f.first_ns)));
-    out.push(kv("last packet", clock(f.last_ns)));
-    out.push(kv(
-        "duration",
-        format!("{:.3} s", f.last_ns.saturating_sub(f.first_ns) as f64 / 1e9),
-    ));
-    match &f.tcp {
-        Some(t) => {
-            out.push(kv("state", t.state.as_str()));
-            out.push(kv(
-                "handshake",
-                if t.handshake {
-                    "seen"
-                } else if t.midstream {
-                    "not seen (joined mid-stream)"
-                } else {
-                    "incomplete"
-                },
-            ));
-            out.push(kv(
-                "handshake RTT",
-                t.rtt_ns
-                    .map_or("-".into(), |r| format!("{:.3} ms", r as f64 / 1e6)),
-            ));
-        }
-        None => out.push(kv("state", "-")),
-    }
-    out.push(kv("ended", format!("{:?}", f.end)));
     out.push(section("NetworkPolicy"));
     match f.enrichment.as_ref().and_then(|e| e.verdict.as_ref()) {
         Some(v) => {
@@ -925,6 +875,69 @@ pub fn flow_detail(f: &FlowSummary) -> Vec<Line> {
                 ]);
             }
         }
+    }
+    out.push(section("TCP and timing"));
+    out.push(kv("first packet", clock(f.first_ns)));
+    out.push(kv("last packet", clock(f.last_ns)));
+    out.push(kv(
+        "duration",
+        format!("{:.3} s", f.last_ns.saturating_sub(f.first_ns) as f64 / 1e9),
+    ));
+    match &f.tcp {
+        Some(t) => {
+            out.push(kv("state", t.state.as_str()));
+            out.push(kv(
+                "handshake",
+                if t.handshake {
+                    "seen"
+                } else if t.midstream {
+                    "not seen (joined mid-stream)"
+                } else {
+                    "incomplete"
+                },
+            ));
+            out.push(kv(
+                "handshake RTT",
+                t.rtt_ns
+                    .map_or("-".into(), |r| format!("{:.3} ms", r as f64 / 1e6)),
+            ));
+        }
+        None => out.push(kv("state", "-")),
+    }
+    out.push(kv("ended", format!("{:?}", f.end)));
+    out.push(section("Protocol"));
+    out.push(kv("app", info.app.name()));
+    let enc = enc_cell(info.encryption);
+    out.push(vec![
+        Cell::new(format!("  {:<14}", "encryption"), Role::Dim),
+        enc,
+    ]);
+    if let Some(s) = server_name(info) {
+        out.push(kv("server name", sanitize(&s)));
+    }
+    if let Some(s) = info.service {
+        out.push(kv("service", s));
+    }
+    if let Some(h) = info.port_hint {
+        out.push(kv("port hint", h.name()));
+    }
+    if let Some(h) = info.hint {
+        out.push(kv("byte hint", format!("{h:?}")));
+    }
+    if let Some(u) = &info.upgrade {
+        out.push(kv(
+            "upgrade",
+            format!(
+                "{} ({})",
+                u.via,
+                if u.accepted { "accepted" } else { "refused" }
+            ),
+        ));
+    }
+    if let Some(facts) = &info.facts
+        && let Ok(value) = serde_json::to_value(facts)
+    {
+        json_lines("", &value, &mut out);
     }
     out
 }
@@ -1319,7 +1332,7 @@ pub fn help(app: &App) -> Vec<Line> {
     for a in actions.iter().chain(common.iter()) {
         let keys = app.config.keys.keys_for(*a).join(" ");
         out.push(vec![
-            Cell::new(format!("  {keys:<16}"), Role::Accent),
+            Cell::new(format!(" {keys:<12} "), Role::Accent),
             Cell::plain(a.describe()),
         ]);
     }

@@ -10,3 +10,4 @@ mod dissect_pcap;
 mod oracle_flows;
 mod policy_corpus;
 mod robustness;
+mod tui;
