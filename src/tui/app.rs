@@ -228,6 +228,9 @@ pub enum Effect {
 #[derive(Debug, Default)]
 pub struct Derived {
     pub key: Option<(u64, u64, Sort<FlowCol>, bool)>,
+    /// Every row's index, sorted (recomputed only for a new snapshot or sort order).
+    pub sorted_key: Option<(u64, Sort<FlowCol>, bool)>,
+    pub sorted: Vec<u32>,
     /// Filtered, sorted indexes into `snapshot.rows`.
     pub flow_index: Vec<u32>,
     pub edges_key: Option<(u64, u64, Group, Sort<EdgeCol>)>,

@@ -880,6 +880,14 @@ fn free_text(value: &Value, flow: &FlowSummary) -> bool {
     {
         return true;
     }
+    // Text that cannot occur in an address spares formatting two addresses per row.
+    if let Value::Text { lower, .. } = value
+        && !lower
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() || c == '.' || c == ':')
+    {
+        return false;
+    }
     [flow.src.addr, flow.dst.addr]
         .into_iter()
         .any(|ip| text_matches(value, AddrBuf::of(ip).as_str(), false))

@@ -68,7 +68,7 @@ pub fn flow(i: u64) -> FlowSummary {
         ((i >> 16) & 0xff) as u8,
         ((i >> 3) & 0xff) as u8,
     ));
-    let allowed = i % 11 != 0;
+    let allowed = !i.is_multiple_of(11);
     let verdict = Verdict {
         allowed,
         egress: DirectionVerdict::NotIsolated,
@@ -96,7 +96,7 @@ pub fn flow(i: u64) -> FlowSummary {
     if app == App::Tls {
         info.sni = Some(format!("{dst_wl}.{dst_ns}.svc"));
     }
-    if app == App::Redis && i % 13 == 0 {
+    if app == App::Redis && i.is_multiple_of(13) {
         info.credentials.push(Credential {
             kind: CredKind::RedisAuth,
             dir: Dir::ToResponder,

@@ -155,13 +155,27 @@ fn enc_rank(e: Encryption) -> u64 {
 
 /// Indexes of the rows that match `filter`, sorted by `sort` (ties: first packet, serial).
 pub fn filter_sort(rows: &FlowRows, filter: &Filter, sort: Sort<FlowCol>, names: bool) -> Vec<u32> {
-    let matching = rows
+    let sorted = sort_all(rows, sort, names);
+    filter_sorted(rows, &sorted, filter)
+}
+
+/// Keeps the rows of an already sorted index that match `filter`, in order. Changing the
+/// filter costs one evaluation per row and no sort.
+pub fn filter_sorted(rows: &FlowRows, sorted: &[u32], filter: &Filter) -> Vec<u32> {
+    if filter.is_empty() {
+        return sorted.to_vec();
+    }
+    sorted
         .iter()
-        .enumerate()
-        .filter(|(_, f)| filter.matches(f))
-        .map(|(i, _)| i as u32);
-    let numeric = |f: &FlowSummary| -> Option<u64> {
-        Some(match sort.column {
+        .copied()
+        .filter(|&i| rows.get(i as usize).is_some_and(|f| filter.matches(f)))
+        .collect()
+}
+
+/// Every row's index, sorted by `sort` (ties: first packet, serial).
+pub fn sort_all(rows: &FlowRows, sort: Sort<FlowCol>, names: bool) -> Vec<u32> {
+    let numeric = |f: &FlowSummary| -> u64 {
+        match sort.column {
             FlowCol::Time => f.first_ns,
             FlowCol::Port => u64::from(f.dst.port),
             FlowCol::Enc => enc_rank(f.app.encryption),
@@ -169,37 +183,24 @@ pub fn filter_sort(rows: &FlowRows, filter: &Filter, sort: Sort<FlowCol>, names:
             FlowCol::Bytes => f.bytes(),
             FlowCol::Verdict => verdict_rank(f),
             FlowCol::Findings => u64::from(provisional_findings::flow_finding_count(f)),
-            _ => return None,
-        })
+            _ => 0,
+        }
     };
-    let get = |i: u32| rows.get(i as usize);
-    let mut out: Vec<u32>;
-    if matches!(
+    let out: Vec<u32> = if matches!(
         sort.column,
         FlowCol::Source | FlowCol::Destination | FlowCol::App | FlowCol::Server
     ) {
-        let mut keyed: Vec<(String, u64, u64, u32)> = matching
-            .filter_map(|i| {
-                let f = get(i)?;
+        let mut keyed: Vec<(String, u64, u64, u32)> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
                 let key = match sort.column {
                     FlowCol::Source => endpoint_text(f, true, names),
                     FlowCol::Destination => endpoint_text(f, false, names),
                     FlowCol::App => f.app.app.name().to_string(),
                     _ => server_name(&f.app).unwrap_or_default(),
                 };
-                Some((key, f.first_ns, f.serial, i))
-            })
-            .collect();
-        keyed.sort_unstable();
-        if sort.descending {
-            keyed.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
-        }
-        out = keyed.into_iter().map(|k| k.3).collect();
-    } else {
-        let mut keyed: Vec<(u64, u64, u64, u32)> = matching
-            .filter_map(|i| {
-                let f = get(i)?;
-                Some((numeric(f).unwrap_or(0), f.first_ns, f.serial, i))
+                (key, f.first_ns, f.serial, i as u32)
             })
             .collect();
         if sort.descending {
@@ -207,9 +208,20 @@ pub fn filter_sort(rows: &FlowRows, filter: &Filter, sort: Sort<FlowCol>, names:
         } else {
             keyed.sort_unstable();
         }
-        out = keyed.into_iter().map(|k| k.3).collect();
-    }
-    out.shrink_to_fit();
+        keyed.into_iter().map(|k| k.3).collect()
+    } else {
+        let mut keyed: Vec<(u64, u64, u64, u32)> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (numeric(f), f.first_ns, f.serial, i as u32))
+            .collect();
+        if sort.descending {
+            keyed.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+        } else {
+            keyed.sort_unstable();
+        }
+        keyed.into_iter().map(|k| k.3).collect()
+    };
     out
 }
 
@@ -241,31 +253,55 @@ pub struct Edge {
     pub ports: Vec<u16>,
 }
 
-/// The group (sanitized) an endpoint belongs to.
-pub fn group_of(identity: Option<&Identity>, addr: std::net::IpAddr, group: Group) -> String {
+/// A group key borrowed from the rows (formatted once per distinct group).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum GroupKey<'a> {
+    Pair(&'a str, &'a str),
+    One(&'a str),
+    Owned(String),
+}
+
+impl GroupKey<'_> {
+    fn name(&self) -> String {
+        match self {
+            GroupKey::Pair(a, b) => sanitize(&format!("{a}/{b}")),
+            GroupKey::One(a) => sanitize(a),
+            GroupKey::Owned(s) => s.clone(),
+        }
+    }
+}
+
+fn group_key(identity: Option<&Identity>, addr: std::net::IpAddr, group: Group) -> GroupKey<'_> {
     let Some(identity) = identity else {
-        return addr.to_string();
+        return GroupKey::Owned(addr.to_string());
     };
     match group {
         Group::Workload => match (identity_namespace(identity), identity_workload(identity)) {
-            (Some(ns), Some((_, w))) => sanitize(&format!("{ns}/{w}")),
-            _ => match identity {
-                Identity::External { .. } | Identity::Unknown { .. } => {
-                    identity_label(identity, addr)
-                }
-                other => identity_label(other, addr),
-            },
+            (Some(ns), Some((_, w))) => GroupKey::Pair(ns, w),
+            _ => GroupKey::Owned(identity_label(identity, addr)),
         },
         Group::Namespace => match identity_namespace(identity) {
-            Some(ns) => sanitize(ns),
-            None => match identity {
-                Identity::Node { .. } | Identity::HostNetwork { .. } => "(nodes)".into(),
-                Identity::CloudMetadata { .. } => "(cloud-metadata)".into(),
-                Identity::External { .. } => "(external)".into(),
-                _ => "(unknown)".into(),
-            },
+            Some(ns) => GroupKey::One(ns),
+            None => GroupKey::One(match identity {
+                Identity::Node { .. } | Identity::HostNetwork { .. } => "(nodes)",
+                Identity::CloudMetadata { .. } => "(cloud-metadata)",
+                Identity::External { .. } => "(external)",
+                _ => "(unknown)",
+            }),
         },
     }
+}
+
+/// The group (sanitized) an endpoint belongs to.
+pub fn group_of(identity: Option<&Identity>, addr: std::net::IpAddr, group: Group) -> String {
+    group_key(identity, addr, group).name()
+}
+
+#[derive(Default)]
+struct EdgeAgg {
+    edge: Edge,
+    apps: BTreeMap<&'static str, u64>,
+    ports: BTreeSet<u16>,
 }
 
 /// Aggregates the filtered flows into edges between groups.
@@ -275,8 +311,7 @@ pub fn service_edges(
     group: Group,
     sort: Sort<EdgeCol>,
 ) -> Vec<Edge> {
-    let mut map: HashMap<(String, String), (Edge, BTreeMap<String, u64>, BTreeSet<u16>)> =
-        HashMap::new();
+    let mut map: HashMap<(GroupKey<'_>, GroupKey<'_>), EdgeAgg> = HashMap::new();
     for &i in index {
         let Some(f) = rows.get(i as usize) else {
             continue;
@@ -288,20 +323,12 @@ pub fn service_edges(
             Some(e) => (Some(&e.src_identity), Some(&e.dst_identity)),
             None => (None, None),
         };
-        let src = group_of(si, f.src.addr, group);
-        let dst = group_of(di, f.dst.addr, group);
-        let entry = map.entry((src.clone(), dst.clone())).or_insert_with(|| {
-            (
-                Edge {
-                    src,
-                    dst,
-                    ..Edge::default()
-                },
-                BTreeMap::new(),
-                BTreeSet::new(),
-            )
-        });
-        let e = &mut entry.0;
+        let key = (
+            group_key(si, f.src.addr, group),
+            group_key(di, f.dst.addr, group),
+        );
+        let agg = map.entry(key).or_default();
+        let e = &mut agg.edge;
         e.flows += 1;
         e.bytes += f.bytes();
         match f.app.encryption {
@@ -314,23 +341,35 @@ pub fn service_edges(
             Some(_) => e.denied += 1,
             None => e.no_verdict += 1,
         }
-        let app = if f.app.app == crate::dissect::App::Unknown {
-            f.proto_name().into_owned()
+        let app: &'static str = if f.app.app == crate::dissect::App::Unknown {
+            match f.proto {
+                ipproto::TCP => "tcp",
+                ipproto::UDP => "udp",
+                ipproto::SCTP => "sctp",
+                _ => "ip",
+            }
         } else {
-            f.app.app.name().to_string()
+            f.app.app.name()
         };
-        *entry.1.entry(app).or_default() += 1;
-        if has_ports(f) {
-            entry.2.insert(f.dst.port);
+        *agg.apps.entry(app).or_default() += 1;
+        if has_ports(f) && (agg.ports.len() < 16 || agg.ports.contains(&f.dst.port)) {
+            agg.ports.insert(f.dst.port);
         }
     }
     let mut edges: Vec<Edge> = map
-        .into_values()
-        .map(|(mut e, apps, ports)| {
-            let mut apps: Vec<(String, u64)> = apps.into_iter().collect();
+        .into_iter()
+        .map(|((src, dst), agg)| {
+            let mut e = agg.edge;
+            e.src = src.name();
+            e.dst = dst.name();
+            let mut apps: Vec<(String, u64)> = agg
+                .apps
+                .into_iter()
+                .map(|(a, n)| (a.to_string(), n))
+                .collect();
             apps.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
             e.apps = apps;
-            e.ports = ports.into_iter().collect();
+            e.ports = agg.ports.into_iter().collect();
             e
         })
         .collect();
@@ -952,11 +991,9 @@ fn severity_cell(s: Severity) -> Cell {
 }
 
 fn share(part: u64, whole: u64) -> String {
-    if whole == 0 {
-        "-".into()
-    } else {
-        format!("{}%", part * 100 / whole)
-    }
+    (part * 100)
+        .checked_div(whole)
+        .map_or_else(|| "-".into(), |p| format!("{p}%"))
 }
 
 fn services_body(app: &App, areas: &Areas) -> Body {
@@ -1383,11 +1420,10 @@ fn status_line(app: &App) -> Line {
         let mut text = format!(" {}", clock(pos));
         if p.done {
             text.push_str(" 100%");
-        } else if p.bytes_total > 0 {
-            text.push_str(&format!(
-                " {}%",
-                (p.bytes_read.min(p.bytes_total) * 100 / p.bytes_total)
-            ));
+        } else if let Some(percent) =
+            (p.bytes_read.min(p.bytes_total) * 100).checked_div(p.bytes_total)
+        {
+            text.push_str(&format!(" {percent}%"));
         }
         out.push(Cell::plain(text));
     }
