@@ -56,11 +56,17 @@ pub enum Command {
     },
     /// Capture live on this node or inside one pod's network namespace (needs CAP_NET_RAW).
     Capture(Box<crate::capture::run::CaptureArgs>),
-    /// Run the main job on the bundled demo capture and its cluster snapshot.
+    /// Run the main job on the bundled demo capture and its cluster snapshot (the interactive
+    /// UI when stdout is a terminal, else a table).
     Demo {
-        #[arg(long, value_enum, default_value_t = Format::Table)]
-        format: Format,
+        #[arg(long, value_enum)]
+        format: Option<Format>,
+        /// Open the interactive UI even when stdout is not a terminal.
+        #[arg(long, conflicts_with = "format")]
+        tui: bool,
     },
+    /// Replay a capture in the interactive terminal UI, paced by its timestamps.
+    Replay(crate::tui::ReplayArgs),
     /// Ask the NetworkPolicies questions without traffic.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -177,8 +183,13 @@ pub fn run(cli: Cli) -> Result<i32> {
             tuning,
         } => stats(&file, format, &tuning),
         Command::Capture(args) => crate::capture::run::run_capture(&args),
-        Command::Demo { format } => {
+        Command::Demo { format, tui } => {
             let path = demo_capture()?;
+            let cluster = path.with_file_name("demo-cluster.yaml");
+            if tui || (format.is_none() && io::stdout().is_terminal()) {
+                return crate::tui::demo(&path, cluster.is_file().then_some(cluster.as_path()));
+            }
+            let format = format.unwrap_or(Format::Table);
             let tuning = Tuning {
                 max_flows: 1 << 20,
                 tcp_idle: 300,
@@ -201,6 +212,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Whatif(args) => crate::suggest::commands::run_whatif(&args),
         Command::Rules(args) => crate::findings::commands::run_rules(&args),
         Command::Baseline(args) => crate::findings::commands::run_baseline(&args),
+        Command::Replay(args) => crate::tui::replay(&args),
     }
 }
 

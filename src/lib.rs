@@ -19,3 +19,4 @@ pub mod report;
 pub mod sanitize;
 pub mod suggest;
 pub mod summary;
+pub mod tui;

@@ -14,3 +14,4 @@ mod oracle_flows;
 mod policy_corpus;
 mod robustness;
 mod suggest;
+mod tui;

@@ -1,0 +1,120 @@
+//! TUI speed with 1 M flows loaded (synthetic rows, `podwire::tui::synthetic`):
+//! - `frame`: build the visible view-model and render one frame to a TestBackend (120×40);
+//!   budget 16 ms;
+//! - `filter/*`: apply a new filter (filter + sort the 1 M rows, rebuild the cached index);
+//!   budget 100 ms;
+//! - `services`: aggregate the 1 M rows into Services edges.
+//!
+//! Also prints the resident memory with the rows loaded.
+//! Run: `cargo bench --bench tui`.
+
+#![allow(clippy::disallowed_methods)] // benches read /proc for memory
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use podwire::tui::app::{App, FlowCol, Sort, View};
+use podwire::tui::config::Config;
+use podwire::tui::filter::Filter;
+use podwire::tui::source::{FlowRows, Snapshot, SourceKind};
+use podwire::tui::{render, synthetic, viewmodel};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+
+const ROWS: u64 = 1_000_000;
+
+fn rss_mib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map_or(0, |kib| kib / 1024)
+}
+
+fn app() -> App {
+    let before = rss_mib();
+    let mut snapshot = Snapshot::empty("bench", SourceKind::Replay);
+    snapshot.seq = 1;
+    snapshot.rows = FlowRows::from_vec(synthetic::flows(ROWS));
+    let app = App::new(Config::defaults(false), Arc::new(snapshot), (120, 40));
+    eprintln!(
+        "tui bench: {ROWS} rows loaded; resident memory {} MiB (+{} MiB), size_of FlowSummary {} B",
+        rss_mib(),
+        rss_mib().saturating_sub(before),
+        std::mem::size_of::<podwire::summary::FlowSummary>()
+    );
+    app
+}
+
+fn bench(c: &mut Criterion) {
+    let mut app = app();
+    let mut terminal = Terminal::new(TestBackend::new(120, 40)).expect("test backend");
+    let mut group = c.benchmark_group("tui_1M");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(5));
+    group.warm_up_time(Duration::from_secs(1));
+
+    group.bench_function("frame", |b| {
+        b.iter(|| {
+            let screen = viewmodel::screen(&app);
+            let areas = app.layout();
+            terminal
+                .draw(|f| render::draw(f, &screen, &areas, &app.config.palette))
+                .expect("draw");
+            black_box(terminal.backend().buffer().area);
+        })
+    });
+
+    let filters = [
+        ("filter/app_and_ns", "app:tls and ns:shop"),
+        (
+            "filter/negation_or",
+            "!verdict:allowed or enc:plaintext port:5000-7000",
+        ),
+        ("filter/cidr", "ip:10.244.16.0/20"),
+        ("filter/free_text", "frontend"),
+        ("filter/regex", "sni:/^cat.*shop/"),
+        ("filter/clear", ""),
+    ];
+    for (name, text) in filters {
+        let filter = Filter::new(text).expect("valid");
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                app.filter = filter.clone();
+                app.filter_generation += 1;
+                app.refresh();
+                black_box(app.derived.flow_index.len());
+            })
+        });
+    }
+    group.bench_function("sort/bytes_desc", |b| {
+        let mut descending = false;
+        b.iter(|| {
+            descending = !descending;
+            app.flow_sort = Sort {
+                column: FlowCol::Bytes,
+                descending,
+            };
+            app.refresh();
+            black_box(app.derived.flow_index.len());
+        })
+    });
+    app.view = View::Services;
+    group.bench_function("services", |b| {
+        b.iter(|| {
+            app.filter_generation += 1;
+            app.refresh();
+            black_box(app.derived.edges.len());
+        })
+    });
+    group.finish();
+    eprintln!("tui bench: resident memory at the end {} MiB", rss_mib());
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,904 @@
+//! The TUI's state and its one transition function: `update(&mut App, Msg) -> Vec<Effect>`.
+//!
+//! Pure: no I/O, no clock, no threads. Everything the shell observes (keys, mouse, resizes,
+//! snapshots) arrives as a [`Msg`]; everything the shell must do (quit, tell the source to
+//! pause or change speed, save) leaves as an [`Effect`]. The App caches the filtered and
+//! sorted row index of the current snapshot and the derived tables of the current view, and
+//! recomputes them only when their inputs (snapshot, filter, sort, grouping) change, so
+//! drawing a frame only formats the visible rows.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
+use ratatui::layout::Rect;
+
+use crate::tui::config::{Action, Config};
+use crate::tui::filter::{Filter, FilterError};
+use crate::tui::provisional_findings::FindingRow;
+use crate::tui::source::{Control, Snapshot, SourceKind, Speed};
+use crate::tui::viewmodel::{self, Edge, Group, PolicyTable};
+
+/// The views, in tab order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum View {
+    Flows,
+    Services,
+    Findings,
+    Policies,
+    Suggest,
+    Stats,
+}
+
+impl View {
+    pub const ALL: [View; 6] = [
+        View::Flows,
+        View::Services,
+        View::Findings,
+        View::Policies,
+        View::Suggest,
+        View::Stats,
+    ];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            View::Flows => "Flows",
+            View::Services => "Services",
+            View::Findings => "Findings",
+            View::Policies => "Policies",
+            View::Suggest => "Suggest",
+            View::Stats => "Stats",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        View::ALL.iter().position(|v| *v == self).unwrap_or(0)
+    }
+
+    fn command(self) -> &'static str {
+        match self {
+            View::Flows => "flows",
+            View::Services => "services",
+            View::Findings => "findings",
+            View::Policies => "policies",
+            View::Suggest => "suggest",
+            View::Stats => "stats",
+        }
+    }
+}
+
+/// Sortable columns of the Flows view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FlowCol {
+    Time,
+    Source,
+    Destination,
+    Port,
+    App,
+    Enc,
+    Server,
+    Packets,
+    Bytes,
+    Verdict,
+    Findings,
+}
+
+impl FlowCol {
+    pub const SORTABLE: [FlowCol; 11] = [
+        FlowCol::Time,
+        FlowCol::Source,
+        FlowCol::Destination,
+        FlowCol::Port,
+        FlowCol::App,
+        FlowCol::Enc,
+        FlowCol::Server,
+        FlowCol::Packets,
+        FlowCol::Bytes,
+        FlowCol::Verdict,
+        FlowCol::Findings,
+    ];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            FlowCol::Time => "TIME",
+            FlowCol::Source => "SOURCE",
+            FlowCol::Destination => "DESTINATION",
+            FlowCol::Port => "PORT",
+            FlowCol::App => "APP",
+            FlowCol::Enc => "ENC",
+            FlowCol::Server => "SNI/HOST",
+            FlowCol::Packets => "PKTS",
+            FlowCol::Bytes => "BYTES",
+            FlowCol::Verdict => "VERDICT",
+            FlowCol::Findings => "FIND",
+        }
+    }
+}
+
+/// Sortable columns of the Services view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EdgeCol {
+    Bytes,
+    Flows,
+    Source,
+    Destination,
+    Plaintext,
+}
+
+impl EdgeCol {
+    pub const SORTABLE: [EdgeCol; 5] = [
+        EdgeCol::Bytes,
+        EdgeCol::Flows,
+        EdgeCol::Source,
+        EdgeCol::Destination,
+        EdgeCol::Plaintext,
+    ];
+}
+
+/// Sort order: column and direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Sort<C> {
+    pub column: C,
+    pub descending: bool,
+}
+
+/// What keystrokes go to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    Normal,
+    /// Typing a filter; `error` is the live validation result.
+    Filter {
+        input: String,
+        error: Option<FilterError>,
+    },
+    /// Typing a `:` command.
+    Command {
+        input: String,
+    },
+    Help,
+    ConfirmQuit,
+}
+
+/// Cursor and scroll position of a table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Nav {
+    pub selected: usize,
+    pub offset: usize,
+}
+
+impl Nav {
+    fn clamp(&mut self, len: usize, height: usize) {
+        if len == 0 {
+            *self = Nav::default();
+            return;
+        }
+        self.selected = self.selected.min(len - 1);
+        let height = height.max(1);
+        if self.selected < self.offset {
+            self.offset = self.selected;
+        } else if self.selected >= self.offset + height {
+            self.offset = self.selected + 1 - height;
+        }
+        self.offset = self.offset.min(len.saturating_sub(1));
+    }
+
+    fn move_by(&mut self, delta: isize, len: usize, height: usize) {
+        let target = (self.selected as isize + delta).clamp(0, len.saturating_sub(1) as isize);
+        self.selected = target as usize;
+        self.clamp(len, height);
+    }
+}
+
+/// One point of the Stats view's history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sample {
+    pub position_ns: u64,
+    pub frames: u64,
+    pub bytes: u64,
+    pub flows: u64,
+}
+
+/// Most history samples kept (one per snapshot: a minute at 4/s).
+pub const HISTORY: usize = 240;
+
+/// Input to [`update`].
+#[derive(Debug, Clone)]
+pub enum Msg {
+    Key(KeyEvent),
+    Mouse(MouseEvent),
+    Resize(u16, u16),
+    Snapshot(Arc<Snapshot>),
+    /// The source's thread ended without a final snapshot.
+    SourceGone,
+    /// A message from the shell (e.g. the result of `:save`).
+    Notice(String),
+}
+
+/// Output of [`update`], executed by the shell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    Quit,
+    Control(Control),
+    /// `:save DIR`: write the filtered flows (the shell decides the format).
+    Save(PathBuf),
+}
+
+/// Caches derived from the snapshot; the key says what they were computed from.
+#[derive(Debug, Default)]
+pub struct Derived {
+    pub key: Option<(u64, u64, Sort<FlowCol>, bool)>,
+    /// Every row's index, sorted (recomputed only for a new snapshot or sort order).
+    pub sorted_key: Option<(u64, Sort<FlowCol>, bool)>,
+    pub sorted: Vec<u32>,
+    /// Filtered, sorted indexes into `snapshot.rows`.
+    pub flow_index: Vec<u32>,
+    pub edges_key: Option<(u64, u64, Group, Sort<EdgeCol>)>,
+    pub edges: Vec<Edge>,
+    pub findings_key: Option<(u64, u64)>,
+    pub findings: Vec<FindingRow>,
+    pub policies_key: Option<(u64, u64)>,
+    pub policies: PolicyTable,
+}
+
+/// The whole UI state.
+pub struct App {
+    pub config: Config,
+    pub snapshot: Arc<Snapshot>,
+    /// Newest snapshot held back while the view is frozen (live pause).
+    pub held: Option<Arc<Snapshot>>,
+    pub kind: SourceKind,
+    pub view: View,
+    pub mode: Mode,
+    pub filter: Filter,
+    /// Bumped whenever the applied filter changes.
+    pub filter_generation: u64,
+    pub flow_sort: Sort<FlowCol>,
+    pub edge_sort: Sort<EdgeCol>,
+    pub group: Group,
+    pub nav: [Nav; 6],
+    /// Serial of the flow whose detail pane is open.
+    pub detail: Option<u64>,
+    pub detail_scroll: u16,
+    /// Keep the cursor on the same flow when rows move.
+    pub selected_serial: Option<u64>,
+    pub names: bool,
+    pub wide: bool,
+    pub paused: bool,
+    pub speed: Speed,
+    pub history: VecDeque<Sample>,
+    pub status: Option<String>,
+    pub size: (u16, u16),
+    pub source_gone: bool,
+    pub quit: bool,
+    pub derived: Derived,
+}
+
+impl App {
+    pub fn new(config: Config, snapshot: Arc<Snapshot>, size: (u16, u16)) -> App {
+        let kind = snapshot.kind;
+        let speed = snapshot.progress.speed;
+        let mut app = App {
+            config,
+            snapshot: snapshot.clone(),
+            held: None,
+            kind,
+            view: View::Flows,
+            mode: Mode::Normal,
+            filter: Filter::default(),
+            filter_generation: 0,
+            flow_sort: Sort {
+                column: FlowCol::Time,
+                descending: false,
+            },
+            edge_sort: Sort {
+                column: EdgeCol::Bytes,
+                descending: true,
+            },
+            group: Group::Workload,
+            nav: [Nav::default(); 6],
+            detail: None,
+            detail_scroll: 0,
+            selected_serial: None,
+            names: true,
+            wide: false,
+            paused: false,
+            speed,
+            history: VecDeque::new(),
+            status: None,
+            size,
+            source_gone: false,
+            quit: false,
+            derived: Derived::default(),
+        };
+        app.record(&snapshot);
+        app.refresh();
+        app
+    }
+
+    /// Screen areas (shared with the renderer so mouse clicks map to rows).
+    pub fn layout(&self) -> viewmodel::Areas {
+        viewmodel::areas(Rect::new(0, 0, self.size.0, self.size.1), self.view)
+    }
+
+    /// Rows visible in the current view's table.
+    pub fn page(&self) -> usize {
+        self.layout().table_rows().max(1)
+    }
+
+    fn rows_in_view(&self) -> usize {
+        match self.view {
+            View::Flows => self.derived.flow_index.len(),
+            View::Services => self.derived.edges.len(),
+            View::Findings => self.derived.findings.len(),
+            View::Policies => self.derived.policies.rows.len(),
+            View::Suggest | View::Stats => 0,
+        }
+    }
+
+    fn nav_mut(&mut self) -> &mut Nav {
+        &mut self.nav[self.view.index()]
+    }
+
+    fn record(&mut self, snapshot: &Snapshot) {
+        let sample = Sample {
+            position_ns: snapshot.progress.position_ns.unwrap_or(0),
+            frames: snapshot.stats.frames,
+            bytes: snapshot.stats.bytes,
+            flows: snapshot.stats.flows_by_proto.values().sum(),
+        };
+        if self.history.back() != Some(&sample) {
+            self.history.push_back(sample);
+            while self.history.len() > HISTORY {
+                self.history.pop_front();
+            }
+        }
+    }
+
+    /// Recomputes the caches whose inputs changed.
+    pub fn refresh(&mut self) {
+        let seq = self.snapshot.seq;
+        let key = (seq, self.filter_generation, self.flow_sort, self.names);
+        if self.derived.key != Some(key) {
+            self.derived.flow_index = viewmodel::filter_sort(
+                &self.snapshot.rows,
+                &self.filter,
+                self.flow_sort,
+                self.names,
+            );
+            self.derived.key = Some(key);
+            // Keep the cursor on the same flow.
+            if let Some(serial) = self.selected_serial {
+                let rows = &self.snapshot.rows;
+                if let Some(pos) = self
+                    .derived
+                    .flow_index
+                    .iter()
+                    .position(|&i| rows.get(i as usize).is_some_and(|f| f.serial == serial))
+                {
+                    self.nav[View::Flows.index()].selected = pos;
+                }
+            }
+        }
+        match self.view {
+            View::Services => {
+                let key = (seq, self.filter_generation, self.group, self.edge_sort);
+                if self.derived.edges_key != Some(key) {
+                    self.derived.edges = viewmodel::service_edges(
+                        &self.snapshot.rows,
+                        &self.derived.flow_index,
+                        self.group,
+                        self.edge_sort,
+                    );
+                    self.derived.edges_key = Some(key);
+                }
+            }
+            View::Findings => {
+                let key = (seq, self.filter_generation);
+                if self.derived.findings_key != Some(key) {
+                    self.derived.findings =
+                        viewmodel::findings(&self.snapshot.rows, &self.derived.flow_index);
+                    self.derived.findings_key = Some(key);
+                }
+            }
+            View::Policies => {
+                let key = (seq, self.filter_generation);
+                if self.derived.policies_key != Some(key) {
+                    self.derived.policies = viewmodel::policy_table(
+                        self.snapshot.cluster.as_deref(),
+                        &self.snapshot.rows,
+                        &self.derived.flow_index,
+                    );
+                    self.derived.policies_key = Some(key);
+                }
+            }
+            _ => {}
+        }
+        let (len, page) = (self.rows_in_view(), self.page());
+        self.nav_mut().clamp(len, page);
+    }
+
+    fn remember_selection(&mut self) {
+        if self.view == View::Flows {
+            let nav = self.nav[View::Flows.index()];
+            self.selected_serial = self
+                .derived
+                .flow_index
+                .get(nav.selected)
+                .and_then(|&i| self.snapshot.rows.get(i as usize))
+                .map(|f| f.serial);
+        }
+    }
+
+    fn apply_filter(&mut self, filter: Filter) {
+        self.filter = filter;
+        self.filter_generation += 1;
+        self.nav = [Nav::default(); 6];
+        self.selected_serial = None;
+    }
+
+    fn switch(&mut self, view: View) {
+        self.view = view;
+        self.detail = None;
+    }
+
+    /// Namespaces known from the cluster (for `:ns` completion).
+    pub fn namespaces(&self) -> Vec<String> {
+        self.snapshot
+            .cluster
+            .as_ref()
+            .map(|c| c.namespaces.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+/// Commands of `:` mode.
+pub const COMMANDS: [&str; 13] = [
+    "flows", "services", "findings", "policies", "suggest", "stats", "ns", "filter", "save",
+    "speed", "help", "q", "quit",
+];
+
+/// Completes a command line: the common continuation of every command (or namespace)
+/// starting with what was typed.
+pub fn complete(input: &str, namespaces: &[String]) -> Option<String> {
+    let (head, arg) = match input.split_once(' ') {
+        Some((h, a)) => (h, Some(a)),
+        None => (input, None),
+    };
+    let candidates: Vec<String> = match arg {
+        None => COMMANDS
+            .iter()
+            .filter(|c| c.starts_with(head))
+            .map(|c| c.to_string())
+            .collect(),
+        Some(arg) if head == "ns" => namespaces
+            .iter()
+            .filter(|n| n.starts_with(arg))
+            .map(|n| format!("ns {n}"))
+            .collect(),
+        Some(arg) if head == "speed" => ["1", "10", "max"]
+            .iter()
+            .filter(|s| s.starts_with(arg))
+            .map(|s| format!("speed {s}"))
+            .collect(),
+        Some(_) => return None,
+    };
+    let first = candidates.first()?;
+    if candidates.len() == 1 {
+        let suffix =
+            if arg.is_none() && matches!(first.as_str(), "ns" | "save" | "filter" | "speed") {
+                " "
+            } else {
+                ""
+            };
+        return Some(format!("{first}{suffix}"));
+    }
+    let mut common = first.clone();
+    for c in &candidates[1..] {
+        while !c.starts_with(&common) {
+            common.pop();
+        }
+    }
+    (common.len() > input.len()).then_some(common)
+}
+
+/// The transition function.
+pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
+    let mut effects = Vec::new();
+    match msg {
+        Msg::Resize(w, h) => app.size = (w, h),
+        Msg::Snapshot(snapshot) => {
+            app.record(&snapshot);
+            let frozen = app.kind == SourceKind::Live && app.paused;
+            if frozen {
+                app.held = Some(snapshot);
+            } else {
+                app.remember_selection();
+                if app.kind == SourceKind::Replay {
+                    app.paused = snapshot.progress.paused;
+                    app.speed = snapshot.progress.speed;
+                }
+                app.snapshot = snapshot;
+            }
+        }
+        Msg::SourceGone => {
+            app.source_gone = true;
+            app.status = Some("the engine stopped".into());
+        }
+        Msg::Notice(text) => app.status = Some(text),
+        Msg::Mouse(mouse) => mouse_event(app, mouse),
+        Msg::Key(key) => key_event(app, key, &mut effects),
+    }
+    app.refresh();
+    effects
+}
+
+fn mouse_event(app: &mut App, mouse: MouseEvent) {
+    let (len, page) = (app.rows_in_view(), app.page());
+    match mouse.kind {
+        MouseEventKind::ScrollDown => {
+            if app.detail.is_some() {
+                app.detail_scroll = app.detail_scroll.saturating_add(3);
+            } else {
+                app.nav_mut().move_by(3, len, page);
+                app.remember_selection();
+            }
+        }
+        MouseEventKind::ScrollUp => {
+            if app.detail.is_some() {
+                app.detail_scroll = app.detail_scroll.saturating_sub(3);
+            } else {
+                app.nav_mut().move_by(-3, len, page);
+                app.remember_selection();
+            }
+        }
+        MouseEventKind::Down(MouseButton::Left) => {
+            let areas = app.layout();
+            if mouse.row == areas.tabs.y {
+                if let Some(view) = viewmodel::tab_at(mouse.column) {
+                    app.switch(view);
+                }
+                return;
+            }
+            if let Some(row) = areas.row_at(mouse.row) {
+                let nav = app.nav[app.view.index()];
+                let target = nav.offset + row;
+                if target < len {
+                    if app.view == View::Flows && target == nav.selected && app.detail.is_none() {
+                        open(app);
+                    }
+                    app.nav_mut().selected = target;
+                    app.remember_selection();
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn open(app: &mut App) {
+    match app.view {
+        View::Flows => {
+            let nav = app.nav[View::Flows.index()];
+            app.detail = app
+                .derived
+                .flow_index
+                .get(nav.selected)
+                .and_then(|&i| app.snapshot.rows.get(i as usize))
+                .map(|f| f.serial);
+            app.detail_scroll = 0;
+        }
+        View::Findings => {
+            let nav = app.nav[View::Findings.index()];
+            if let Some(row) = app.derived.findings.get(nav.selected) {
+                let text = format!("finding:{}", row.kind.as_str());
+                if let Ok(filter) = Filter::new(&text) {
+                    let serial = row.first_serial;
+                    app.apply_filter(filter);
+                    app.switch(View::Flows);
+                    app.selected_serial = Some(serial);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn key_event(app: &mut App, key: KeyEvent, effects: &mut Vec<Effect>) {
+    if key.kind == crossterm::event::KeyEventKind::Release {
+        return;
+    }
+    match app.mode.clone() {
+        Mode::Help => {
+            app.mode = Mode::Normal;
+        }
+        Mode::ConfirmQuit => {
+            if matches!(key.code, KeyCode::Char('y' | 'Y') | KeyCode::Enter) {
+                app.quit = true;
+                effects.push(Effect::Quit);
+            } else {
+                app.mode = Mode::Normal;
+                app.status = None;
+            }
+        }
+        Mode::Filter { mut input, .. } => match key.code {
+            KeyCode::Esc => {
+                app.mode = Mode::Normal;
+                app.apply_filter(Filter::default());
+            }
+            KeyCode::Enter => match Filter::new(&input) {
+                Ok(filter) => {
+                    app.apply_filter(filter);
+                    app.mode = Mode::Normal;
+                }
+                Err(error) => {
+                    app.mode = Mode::Filter {
+                        input,
+                        error: Some(error),
+                    };
+                }
+            },
+            KeyCode::Backspace => {
+                input.pop();
+                filter_typed(app, input);
+            }
+            KeyCode::Char('u') if key.modifiers.contains(KeyModifiers::CONTROL) => {
+                filter_typed(app, String::new());
+            }
+            KeyCode::Char(c) if !key.modifiers.contains(KeyModifiers::CONTROL) => {
+                if input.len() < crate::tui::filter::MAX_LEN {
+                    input.push(c);
+                }
+                filter_typed(app, input);
+            }
+            _ => {}
+        },
+        Mode::Command { mut input } => match key.code {
+            KeyCode::Esc => app.mode = Mode::Normal,
+            KeyCode::Enter => {
+                app.mode = Mode::Normal;
+                command(app, input.trim(), effects);
+            }
+            KeyCode::Tab => {
+                if let Some(done) = complete(&input, &app.namespaces()) {
+                    input = done;
+                }
+                app.mode = Mode::Command { input };
+            }
+            KeyCode::Backspace => {
+                if input.pop().is_none() {
+                    app.mode = Mode::Normal;
+                } else {
+                    app.mode = Mode::Command { input };
+                }
+            }
+            KeyCode::Char(c) if !key.modifiers.contains(KeyModifiers::CONTROL) => {
+                if input.len() < 1024 {
+                    input.push(c);
+                }
+                app.mode = Mode::Command { input };
+            }
+            _ => {}
+        },
+        Mode::Normal => normal_key(app, key, effects),
+    }
+}
+
+/// Live validation: a valid filter is applied as the user types.
+fn filter_typed(app: &mut App, input: String) {
+    match Filter::new(&input) {
+        Ok(filter) => {
+            app.apply_filter(filter);
+            app.mode = Mode::Filter { input, error: None };
+        }
+        Err(error) => {
+            app.mode = Mode::Filter {
+                input,
+                error: Some(error),
+            };
+        }
+    }
+}
+
+fn quit(app: &mut App, effects: &mut Vec<Effect>) {
+    if app.kind == SourceKind::Live && !app.snapshot.progress.done && !app.source_gone {
+        app.mode = Mode::ConfirmQuit;
+        app.status = Some("quit the live capture? y/n".into());
+    } else {
+        app.quit = true;
+        effects.push(Effect::Quit);
+    }
+}
+
+fn normal_key(app: &mut App, key: KeyEvent, effects: &mut Vec<Effect>) {
+    if let KeyCode::Char(c @ '1'..='6') = key.code
+        && key.modifiers.difference(KeyModifiers::SHIFT).is_empty()
+    {
+        let i = (c as usize) - ('1' as usize);
+        app.switch(View::ALL[i]);
+        return;
+    }
+    let Some(action) = app.config.keys.action(&key) else {
+        return;
+    };
+    app.status = None;
+    let (len, page) = (app.rows_in_view(), app.page());
+    let detail_open = app.detail.is_some();
+    match action {
+        Action::Quit => quit(app, effects),
+        Action::Help => app.mode = Mode::Help,
+        Action::Command => {
+            app.mode = Mode::Command {
+                input: String::new(),
+            }
+        }
+        Action::Filter => {
+            app.mode = Mode::Filter {
+                input: app.filter.text.clone(),
+                error: None,
+            }
+        }
+        Action::Down | Action::Up | Action::PageDown | Action::PageUp if detail_open => {
+            let delta: i32 = match action {
+                Action::Down => 1,
+                Action::Up => -1,
+                Action::PageDown => page as i32,
+                _ => -(page as i32),
+            };
+            app.detail_scroll = (app.detail_scroll as i32 + delta).clamp(0, u16::MAX as i32) as u16;
+        }
+        Action::Down => app.nav_mut().move_by(1, len, page),
+        Action::Up => app.nav_mut().move_by(-1, len, page),
+        Action::PageDown => app.nav_mut().move_by(page as isize, len, page),
+        Action::PageUp => app.nav_mut().move_by(-(page as isize), len, page),
+        Action::Top => {
+            app.nav_mut().selected = 0;
+            app.nav_mut().clamp(len, page);
+        }
+        Action::Bottom => {
+            app.nav_mut().selected = len.saturating_sub(1);
+            app.nav_mut().clamp(len, page);
+        }
+        Action::Open => open(app),
+        Action::Back => {
+            if app.detail.is_some() {
+                app.detail = None;
+            } else if !app.filter.is_empty() {
+                app.apply_filter(Filter::default());
+            }
+        }
+        Action::Sort => match app.view {
+            View::Flows => {
+                let i = FlowCol::SORTABLE
+                    .iter()
+                    .position(|c| *c == app.flow_sort.column)
+                    .unwrap_or(0);
+                app.flow_sort.column = FlowCol::SORTABLE[(i + 1) % FlowCol::SORTABLE.len()];
+                app.status = Some(format!("sorted by {}", app.flow_sort.column.title()));
+            }
+            View::Services => {
+                let i = EdgeCol::SORTABLE
+                    .iter()
+                    .position(|c| *c == app.edge_sort.column)
+                    .unwrap_or(0);
+                app.edge_sort.column = EdgeCol::SORTABLE[(i + 1) % EdgeCol::SORTABLE.len()];
+            }
+            _ => {}
+        },
+        Action::SortReverse => match app.view {
+            View::Flows => app.flow_sort.descending = !app.flow_sort.descending,
+            View::Services => app.edge_sort.descending = !app.edge_sort.descending,
+            _ => {}
+        },
+        Action::Pause => {
+            app.paused = !app.paused;
+            match app.kind {
+                SourceKind::Replay => effects.push(Effect::Control(Control::Pause(app.paused))),
+                SourceKind::Live => {
+                    if !app.paused
+                        && let Some(held) = app.held.take()
+                    {
+                        app.remember_selection();
+                        app.snapshot = held;
+                    }
+                    app.status = Some(if app.paused { "view frozen" } else { "live" }.into());
+                }
+            }
+        }
+        Action::Names => app.names = !app.names,
+        Action::Wide => app.wide = !app.wide,
+        Action::NextView => app.switch(View::ALL[(app.view.index() + 1) % View::ALL.len()]),
+        Action::PrevView => {
+            app.switch(View::ALL[(app.view.index() + View::ALL.len() - 1) % View::ALL.len()])
+        }
+        Action::Faster | Action::Slower if app.kind == SourceKind::Replay => {
+            app.speed = if action == Action::Faster {
+                app.speed.faster()
+            } else {
+                app.speed.slower()
+            };
+            effects.push(Effect::Control(Control::Speed(app.speed)));
+            app.status = Some(format!("speed {}", app.speed.label()));
+        }
+        Action::Faster | Action::Slower => {}
+        Action::Group => {
+            if app.view == View::Services {
+                app.group = match app.group {
+                    Group::Workload => Group::Namespace,
+                    Group::Namespace => Group::Workload,
+                };
+                app.nav_mut().selected = 0;
+            }
+        }
+    }
+    if matches!(
+        action,
+        Action::Down
+            | Action::Up
+            | Action::PageDown
+            | Action::PageUp
+            | Action::Top
+            | Action::Bottom
+    ) {
+        app.remember_selection();
+    }
+}
+
+fn command(app: &mut App, line: &str, effects: &mut Vec<Effect>) {
+    let (head, arg) = match line.split_once(' ') {
+        Some((h, a)) => (h, a.trim()),
+        None => (line, ""),
+    };
+    if let Some(view) = View::ALL.iter().find(|v| v.command() == head) {
+        app.switch(*view);
+        return;
+    }
+    match head {
+        "" => {}
+        "q" | "quit" | "q!" => {
+            if head == "q!" {
+                app.quit = true;
+                effects.push(Effect::Quit);
+            } else {
+                quit(app, effects);
+            }
+        }
+        "help" => app.mode = Mode::Help,
+        "ns" | "filter" => {
+            let text = if head == "ns" {
+                if arg.is_empty() {
+                    String::new()
+                } else {
+                    format!("ns:\"{}\"", arg.replace('\\', "\\\\").replace('"', "\\\""))
+                }
+            } else {
+                arg.to_string()
+            };
+            match Filter::new(&text) {
+                Ok(filter) => app.apply_filter(filter),
+                Err(e) => app.status = Some(format!("filter: {e}")),
+            }
+        }
+        "save" => {
+            if arg.is_empty() {
+                app.status = Some(":save needs a directory".into());
+            } else {
+                effects.push(Effect::Save(PathBuf::from(arg)));
+            }
+        }
+        "speed" => match arg.parse::<Speed>() {
+            Ok(speed) if app.kind == SourceKind::Replay => {
+                app.speed = speed;
+                effects.push(Effect::Control(Control::Speed(speed)));
+            }
+            Ok(_) => app.status = Some("speed applies to replays only".into()),
+            Err(e) => app.status = Some(e),
+        },
+        other => {
+            app.status = Some(format!(
+                "unknown command :{} (Tab completes)",
+                crate::sanitize::sanitize_capped(other, 32)
+            ))
+        }
+    }
+}

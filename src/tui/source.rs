@@ -1,0 +1,790 @@
+//! Sources: the engine thread that feeds frames into an [`Engine`] and publishes immutable
+//! [`Snapshot`]s for the UI.
+//!
+//! A [`Source`] couples a *producer* (a closure that pushes frames into a [`Feeder`]: the
+//! replay reader here, AF_PACKET for live capture) with an engine and a bounded ring of
+//! finished flows. [`Source::spawn`] runs it on its own thread and returns a
+//! [`SourceHandle`]: snapshots arrive on a bounded channel about 4 times a second, control
+//! messages (pause, speed, stop) go the other way.
+//!
+//! Guarantees:
+//! - memory is bounded: finished flows live in a ring of at most `ring_rows` rows (plus one
+//!   chunk of [`CHUNK_ROWS`]), the oldest are evicted and counted; live flows listed in a
+//!   snapshot are capped at [`LIVE_ROWS_LISTED`]; no per-packet rows are kept;
+//! - neither side blocks the other: a snapshot the UI has not taken yet is replaced (counted
+//!   in `snapshots_skipped`), never queued without bound;
+//! - snapshots are cheap to publish: finished rows are shared `Arc<[FlowSummary]>` chunks;
+//! - a snapshot carries no wall-clock data, so the same capture gives the same final snapshot.
+
+#![allow(clippy::disallowed_methods)] // a shell: owns a thread, reads a clock and files
+
+use std::collections::VecDeque;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TryRecvError, TrySendError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use crate::capture::{CaptureEvent, read_capture};
+use crate::cluster::model::{ClusterDelta, ClusterState};
+use crate::engine::{Engine, EngineConfig, InterfaceInfo, Stats};
+use crate::frame::{RawFrame, TimestampNs};
+use crate::report::RttSummary;
+use crate::summary::FlowSummary;
+
+/// How often a snapshot is published (wall clock).
+pub const SNAPSHOT_INTERVAL: Duration = Duration::from_millis(250);
+/// Default cap on finished rows kept for the UI.
+pub const DEFAULT_RING_ROWS: usize = 200_000;
+/// Finished rows are shared in chunks of at most this many rows (the eviction unit).
+pub const CHUNK_ROWS: usize = 4096;
+/// Most live (unfinished) flows listed in one snapshot.
+pub const LIVE_ROWS_LISTED: usize = 50_000;
+
+/// Replay speed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Speed {
+    #[default]
+    X1,
+    X10,
+    Max,
+}
+
+impl Speed {
+    pub fn label(self) -> &'static str {
+        match self {
+            Speed::X1 => "1×",
+            Speed::X10 => "10×",
+            Speed::Max => "max",
+        }
+    }
+
+    pub fn faster(self) -> Speed {
+        match self {
+            Speed::X1 => Speed::X10,
+            _ => Speed::Max,
+        }
+    }
+
+    pub fn slower(self) -> Speed {
+        match self {
+            Speed::Max => Speed::X10,
+            _ => Speed::X1,
+        }
+    }
+
+    fn factor(self) -> Option<u64> {
+        match self {
+            Speed::X1 => Some(1),
+            Speed::X10 => Some(10),
+            Speed::Max => None,
+        }
+    }
+}
+
+impl std::str::FromStr for Speed {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Speed, String> {
+        match s
+            .trim()
+            .trim_end_matches(['x', '×'])
+            .to_ascii_lowercase()
+            .as_str()
+        {
+            "1" => Ok(Speed::X1),
+            "10" => Ok(Speed::X10),
+            "max" => Ok(Speed::Max),
+            _ => Err(format!("speed is 1, 10 or max, not {s:?}")),
+        }
+    }
+}
+
+/// What kind of input a source reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    /// A capture file, paced by its timestamps.
+    Replay,
+    /// Live traffic: quitting asks for confirmation; pause freezes the display only.
+    Live,
+}
+
+/// Where the cluster data came from.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ClusterOrigin {
+    #[default]
+    None,
+    /// A snapshot file and when it was taken (ns since the epoch), if it says.
+    SnapshotFile {
+        path: String,
+        taken_at_ns: Option<i64>,
+    },
+    /// A live watch of the API server; packet time of the last update.
+    ApiServer { last_update_ns: Option<u64> },
+}
+
+/// Finished rows (shared chunks) followed by a chunk of live rows; indexable as one list.
+#[derive(Debug, Clone, Default)]
+pub struct FlowRows {
+    chunks: Vec<Arc<[FlowSummary]>>,
+    /// Index of each chunk's first row.
+    starts: Vec<usize>,
+    len: usize,
+}
+
+impl FlowRows {
+    pub fn from_chunks(chunks: Vec<Arc<[FlowSummary]>>) -> FlowRows {
+        let mut starts = Vec::with_capacity(chunks.len());
+        let mut len = 0;
+        for c in &chunks {
+            starts.push(len);
+            len += c.len();
+        }
+        FlowRows {
+            chunks,
+            starts,
+            len,
+        }
+    }
+
+    /// Rows from one vector (tests, benches).
+    pub fn from_vec(rows: Vec<FlowSummary>) -> FlowRows {
+        let chunks: Vec<Arc<[FlowSummary]>> = rows
+            .chunks(CHUNK_ROWS)
+            .map(|c| Arc::from(c.to_vec()))
+            .collect();
+        FlowRows::from_chunks(chunks)
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn get(&self, index: usize) -> Option<&FlowSummary> {
+        if index >= self.len {
+            return None;
+        }
+        let chunk = self
+            .starts
+            .partition_point(|&s| s <= index)
+            .checked_sub(1)?;
+        self.chunks.get(chunk)?.get(index - self.starts[chunk])
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &FlowSummary> + '_ {
+        self.chunks.iter().flat_map(|c| c.iter())
+    }
+}
+
+/// Progress of the source.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Packet time of the latest frame fed.
+    pub position_ns: Option<TimestampNs>,
+    /// For files: bytes read so far and the file's size.
+    pub bytes_read: u64,
+    pub bytes_total: u64,
+    pub paused: bool,
+    pub speed: Speed,
+    /// The input ended (all flows are finished).
+    pub done: bool,
+    /// Why the input stopped early.
+    pub error: Option<String>,
+}
+
+/// An immutable picture of everything the UI shows.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Increases with every published snapshot.
+    pub seq: u64,
+    pub label: String,
+    pub kind: SourceKind,
+    /// Finished flows (oldest first), then live flows.
+    pub rows: FlowRows,
+    /// How many of `rows` (at the end) are live flows.
+    pub live_rows: usize,
+    /// Live flows in the engine (can exceed those listed).
+    pub live_flows: usize,
+    pub stats: Stats,
+    pub rtt: Option<RttSummary>,
+    /// Finished rows dropped from the ring to bound memory.
+    pub evicted_rows: u64,
+    /// Frames the capture layer dropped (live), as reported by the producer.
+    pub capture_drops: u64,
+    /// Snapshots replaced before the UI took them.
+    pub snapshots_skipped: u64,
+    pub cluster: Option<Arc<ClusterState>>,
+    pub cluster_origin: ClusterOrigin,
+    pub progress: Progress,
+}
+
+impl Snapshot {
+    /// An empty snapshot (before the first one arrives).
+    pub fn empty(label: &str, kind: SourceKind) -> Snapshot {
+        Snapshot {
+            seq: 0,
+            label: label.to_string(),
+            kind,
+            rows: FlowRows::default(),
+            live_rows: 0,
+            live_flows: 0,
+            stats: Stats::default(),
+            rtt: None,
+            evicted_rows: 0,
+            capture_drops: 0,
+            snapshots_skipped: 0,
+            cluster: None,
+            cluster_origin: ClusterOrigin::None,
+            progress: Progress::default(),
+        }
+    }
+}
+
+/// Control messages from the UI to the source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    Pause(bool),
+    Speed(Speed),
+    Stop,
+}
+
+struct Pacing {
+    anchor_wall: Instant,
+    anchor_ts: TimestampNs,
+}
+
+/// The producer's side of a source: feed frames in, snapshots go out.
+pub struct Feeder {
+    engine: Engine,
+    label: String,
+    kind: SourceKind,
+    ring: VecDeque<Arc<[FlowSummary]>>,
+    ring_len: usize,
+    ring_rows: usize,
+    pending: Vec<FlowSummary>,
+    evicted_rows: u64,
+    tx: Option<SyncSender<Arc<Snapshot>>>,
+    control: Option<Receiver<Control>>,
+    last_publish: Option<Instant>,
+    seq: u64,
+    progress: Progress,
+    stop: bool,
+    capture_drops: u64,
+    snapshots_skipped: u64,
+    cluster: Option<Arc<ClusterState>>,
+    cluster_generation: Option<u64>,
+    cluster_origin: ClusterOrigin,
+    pacing: Option<Pacing>,
+    frames_since_check: u32,
+    file_progress: Option<Arc<AtomicU64>>,
+    last: Option<Arc<Snapshot>>,
+}
+
+impl Feeder {
+    fn new(source: &SourceSettings) -> Feeder {
+        let mut engine = Engine::new(source.config);
+        if let Some(state) = &source.cluster {
+            engine.set_cluster(state.clone());
+        }
+        Feeder {
+            engine,
+            label: source.label.clone(),
+            kind: source.kind,
+            ring: VecDeque::new(),
+            ring_len: 0,
+            ring_rows: source.ring_rows.max(1),
+            pending: Vec::new(),
+            evicted_rows: 0,
+            tx: None,
+            control: None,
+            last_publish: None,
+            seq: 0,
+            progress: Progress {
+                speed: source.speed,
+                ..Progress::default()
+            },
+            stop: false,
+            capture_drops: 0,
+            snapshots_skipped: 0,
+            cluster: None,
+            cluster_generation: None,
+            cluster_origin: source.cluster_origin.clone(),
+            pacing: None,
+            frames_since_check: 0,
+            file_progress: None,
+            last: None,
+        }
+    }
+
+    /// The engine (for live-capture specifics such as `tick`).
+    pub fn engine(&mut self) -> &mut Engine {
+        &mut self.engine
+    }
+
+    /// True once the UI asked the source to stop: the producer should return.
+    pub fn stopped(&self) -> bool {
+        self.stop
+    }
+
+    pub fn interface(&mut self, info: InterfaceInfo) {
+        self.engine.add_interface(info);
+    }
+
+    /// Feeds one frame; `Break` when the producer should stop.
+    pub fn frame(&mut self, frame: &RawFrame<'_>) -> ControlFlow<()> {
+        if self.stop {
+            return ControlFlow::Break(());
+        }
+        if self.kind == SourceKind::Replay {
+            self.pace(frame.ts_ns)?;
+        }
+        self.engine.ingest(frame);
+        self.progress.position_ns = Some(
+            self.progress
+                .position_ns
+                .map_or(frame.ts_ns, |p| p.max(frame.ts_ns)),
+        );
+        self.frames_since_check += 1;
+        if self.frames_since_check >= 256 {
+            self.frames_since_check = 0;
+            self.collect_finished();
+            self.poll_control();
+            self.maybe_publish();
+        }
+        if self.stop {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    }
+
+    /// Moves packet time forward without a frame (live idle periods) and publishes if due.
+    pub fn tick(&mut self, now_ns: TimestampNs) -> ControlFlow<()> {
+        self.engine.tick(now_ns);
+        self.collect_finished();
+        self.poll_control();
+        self.maybe_publish();
+        if self.stop {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    }
+
+    /// Reports the capture layer's drop counter (cumulative).
+    pub fn set_capture_drops(&mut self, drops: u64) {
+        self.capture_drops = drops;
+    }
+
+    /// Applies a cluster change from a live watch.
+    pub fn apply(&mut self, delta: ClusterDelta, now_ns: Option<u64>) {
+        self.engine.apply(delta);
+        self.cluster_origin = ClusterOrigin::ApiServer {
+            last_update_ns: now_ns,
+        };
+    }
+
+    fn collect_finished(&mut self) {
+        let finished = self.engine.drain_finished();
+        for flow in finished {
+            let row = FlowSummary::enriched(&mut self.engine, &flow);
+            self.pending.push(row);
+        }
+    }
+
+    fn seal_pending(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let pending = std::mem::take(&mut self.pending);
+        for chunk in pending.chunks(CHUNK_ROWS) {
+            self.ring_len += chunk.len();
+            self.ring.push_back(Arc::from(chunk.to_vec()));
+        }
+        while self.ring_len > self.ring_rows {
+            let Some(oldest) = self.ring.pop_front() else {
+                break;
+            };
+            self.ring_len -= oldest.len();
+            self.evicted_rows += oldest.len() as u64;
+        }
+    }
+
+    fn poll_control(&mut self) {
+        let mut messages = Vec::new();
+        if let Some(control) = &self.control {
+            loop {
+                match control.try_recv() {
+                    Ok(message) => messages.push(message),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        messages.push(Control::Stop);
+                        break;
+                    }
+                }
+            }
+        }
+        for m in messages {
+            self.handle(m);
+        }
+    }
+
+    fn handle(&mut self, message: Control) {
+        match message {
+            Control::Pause(p) => {
+                self.progress.paused = p;
+                self.pacing = None;
+            }
+            Control::Speed(s) => {
+                self.progress.speed = s;
+                self.pacing = None;
+            }
+            Control::Stop => self.stop = true,
+        }
+        // Publish promptly so the UI shows the new state.
+        self.last_publish = None;
+    }
+
+    /// Replay pacing: waits until the frame is due at the current speed; handles pause.
+    fn pace(&mut self, ts: TimestampNs) -> ControlFlow<()> {
+        loop {
+            self.poll_control();
+            if self.stop {
+                return ControlFlow::Break(());
+            }
+            if self.progress.paused {
+                self.maybe_publish();
+                if let Some(control) = &self.control {
+                    match control.recv_timeout(Duration::from_millis(50)) {
+                        Ok(m) => self.handle(m),
+                        Err(mpsc::RecvTimeoutError::Timeout) => {}
+                        Err(mpsc::RecvTimeoutError::Disconnected) => self.stop = true,
+                    }
+                    continue;
+                }
+                return ControlFlow::Continue(());
+            }
+            let Some(factor) = self.progress.speed.factor() else {
+                return ControlFlow::Continue(());
+            };
+            let now = Instant::now();
+            let pacing = self.pacing.get_or_insert(Pacing {
+                anchor_wall: now,
+                anchor_ts: ts,
+            });
+            let offset_ns = ts.saturating_sub(pacing.anchor_ts) / factor;
+            let due = pacing.anchor_wall + Duration::from_nanos(offset_ns);
+            if due <= now {
+                return ControlFlow::Continue(());
+            }
+            self.collect_finished();
+            self.maybe_publish();
+            std::thread::sleep((due - now).min(Duration::from_millis(50)));
+        }
+    }
+
+    fn maybe_publish(&mut self) {
+        let due = self
+            .last_publish
+            .is_none_or(|t| t.elapsed() >= SNAPSHOT_INTERVAL);
+        if due {
+            self.publish();
+        }
+    }
+
+    /// Builds and sends a snapshot now.
+    fn publish(&mut self) {
+        self.last_publish = Some(Instant::now());
+        let snapshot = Arc::new(self.build());
+        self.last = Some(snapshot.clone());
+        if let Some(tx) = &self.tx {
+            match tx.try_send(snapshot) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) => self.snapshots_skipped += 1,
+                Err(TrySendError::Disconnected(_)) => self.stop = true,
+            }
+        }
+    }
+
+    fn build(&mut self) -> Snapshot {
+        self.collect_finished();
+        self.seal_pending();
+        self.seq += 1;
+        let generation = self.engine.cluster().map(|c| c.generation);
+        if generation != self.cluster_generation || self.cluster.is_none() {
+            self.cluster = self.engine.cluster().cloned().map(Arc::new);
+            self.cluster_generation = generation;
+        }
+        let live_flows = self.engine.live_count();
+        let mut live = self.live_rows();
+        live.sort_by_key(|f| (f.first_ns, f.serial));
+        let mut chunks: Vec<Arc<[FlowSummary]>> = self.ring.iter().cloned().collect();
+        let live_rows = live.len();
+        if !live.is_empty() {
+            chunks.push(Arc::from(live));
+        }
+        if let Some(p) = &self.file_progress {
+            self.progress.bytes_read = p.load(Ordering::Relaxed);
+        }
+        Snapshot {
+            seq: self.seq,
+            label: self.label.clone(),
+            kind: self.kind,
+            rows: FlowRows::from_chunks(chunks),
+            live_rows,
+            live_flows,
+            stats: self.engine.stats(),
+            rtt: RttSummary::from(self.engine.rtt()),
+            evicted_rows: self.evicted_rows,
+            capture_drops: self.capture_drops,
+            snapshots_skipped: self.snapshots_skipped,
+            cluster: self.cluster.clone(),
+            cluster_origin: self.cluster_origin.clone(),
+            progress: self.progress.clone(),
+        }
+    }
+
+    /// Summaries of (at most [`LIVE_ROWS_LISTED`]) live flows, enriched. Enrichment needs
+    /// `&mut Engine` while the table is borrowed, so it runs on a key-only copy of each flow.
+    fn live_rows(&mut self) -> Vec<FlowSummary> {
+        let listed: Vec<(FlowSummary, crate::flow::FlowKey, bool)> = self
+            .engine
+            .live_flows()
+            .take(LIVE_ROWS_LISTED)
+            .map(|f| (FlowSummary::new(f, None), f.key, f.initiator_is_a))
+            .collect();
+        let enrich = self.engine.cluster().is_some();
+        listed
+            .into_iter()
+            .map(|(mut row, key, initiator_is_a)| {
+                if enrich {
+                    let shadow =
+                        crate::flow::Flow::new(key, row.serial, initiator_is_a, row.first_ns);
+                    row.enrichment = self.engine.enrich(&shadow);
+                }
+                row
+            })
+            .collect()
+    }
+
+    fn finish(&mut self, error: Option<String>) -> Arc<Snapshot> {
+        self.engine.finish();
+        self.progress.done = true;
+        self.progress.error = error;
+        self.publish_final()
+    }
+
+    fn publish_final(&mut self) -> Arc<Snapshot> {
+        self.last_publish = Some(Instant::now());
+        let snapshot = Arc::new(self.build());
+        self.last = Some(snapshot.clone());
+        if let Some(tx) = &self.tx {
+            // The final snapshot must arrive: wait for room (the UI drains every frame).
+            let _ = tx.send(snapshot.clone());
+        }
+        snapshot
+    }
+}
+
+type Producer = Box<dyn FnOnce(&mut Feeder) -> Result<()> + Send>;
+
+struct SourceSettings {
+    label: String,
+    kind: SourceKind,
+    config: EngineConfig,
+    ring_rows: usize,
+    speed: Speed,
+    cluster: Option<ClusterState>,
+    cluster_origin: ClusterOrigin,
+}
+
+/// An input for the TUI: a producer of frames plus the engine settings.
+pub struct Source {
+    settings: SourceSettings,
+    producer: Producer,
+    file_progress: Option<Arc<AtomicU64>>,
+}
+
+impl Source {
+    /// A source whose `producer` pushes frames into the [`Feeder`] until its input ends or
+    /// [`Feeder::stopped`] / a `Break` from [`Feeder::frame`] says to stop. Live capture:
+    /// `Source::new("eth0", SourceKind::Live, move |feeder| { … feeder.frame(&f) … })`.
+    pub fn new(
+        label: impl Into<String>,
+        kind: SourceKind,
+        producer: impl FnOnce(&mut Feeder) -> Result<()> + Send + 'static,
+    ) -> Source {
+        Source {
+            settings: SourceSettings {
+                label: label.into(),
+                kind,
+                config: EngineConfig::default(),
+                ring_rows: DEFAULT_RING_ROWS,
+                speed: Speed::Max,
+                cluster: None,
+                cluster_origin: ClusterOrigin::None,
+            },
+            producer: Box::new(producer),
+            file_progress: None,
+        }
+    }
+
+    /// Replays a capture file, paced by its timestamps at `speed`.
+    pub fn replay(path: &Path, cluster: Option<&Path>, speed: Speed) -> Result<Source> {
+        let file: PathBuf = path.to_path_buf();
+        if !file.is_file() {
+            anyhow::bail!("{} is not a readable file", file.display());
+        }
+        let total = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+        let read = Arc::new(AtomicU64::new(0));
+        let progress = read.clone();
+        let label = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| file.display().to_string());
+        let mut source = Source::new(label, SourceKind::Replay, move |feeder: &mut Feeder| {
+            feeder.progress.bytes_total = total;
+            let summary = read_capture(&file, Some(progress), |event| match event {
+                CaptureEvent::Interface(info) => feeder.interface(info),
+                CaptureEvent::Frame(frame) => {
+                    let _ = feeder.frame(&frame);
+                }
+                CaptureEvent::Comment(_) => {}
+            })
+            .with_context(|| format!("reading {}", file.display()))?;
+            if let Some(damage) = summary.damage {
+                anyhow::bail!("capture damaged: {}", damage.message);
+            }
+            Ok(())
+        });
+        source.file_progress = Some(read);
+        source.settings.speed = speed;
+        if let Some(cluster) = cluster {
+            let snapshot = crate::cluster::snapshot::load_snapshot(cluster)
+                .with_context(|| format!("loading the cluster snapshot {}", cluster.display()))?;
+            let state = snapshot.into_state();
+            source.settings.cluster_origin = ClusterOrigin::SnapshotFile {
+                // The file name only: stable across checkouts, and it fits the status lines.
+                path: cluster.file_name().map_or_else(
+                    || cluster.display().to_string(),
+                    |n| n.to_string_lossy().into_owned(),
+                ),
+                taken_at_ns: state.snapshot_time_ns,
+            };
+            source.settings.cluster = Some(state);
+        }
+        Ok(source)
+    }
+
+    /// Uses cluster data from the start.
+    pub fn with_cluster(mut self, state: ClusterState, origin: ClusterOrigin) -> Source {
+        self.settings.cluster = Some(state);
+        self.settings.cluster_origin = origin;
+        self
+    }
+
+    pub fn with_engine_config(mut self, config: EngineConfig) -> Source {
+        self.settings.config = config;
+        self
+    }
+
+    /// Caps the finished rows kept (memory bound).
+    pub fn with_ring_rows(mut self, rows: usize) -> Source {
+        self.settings.ring_rows = rows;
+        self
+    }
+
+    pub fn kind(&self) -> SourceKind {
+        self.settings.kind
+    }
+
+    pub fn label(&self) -> &str {
+        &self.settings.label
+    }
+
+    fn feeder(&self) -> Feeder {
+        let mut feeder = Feeder::new(&self.settings);
+        feeder.file_progress = self.file_progress.clone();
+        feeder
+    }
+
+    /// Runs the whole input on this thread as fast as possible and returns the final
+    /// snapshot (tests, benches, headless use). Deterministic for a given input.
+    pub fn run_to_end(self) -> Result<Arc<Snapshot>> {
+        let mut feeder = self.feeder();
+        feeder.progress.speed = Speed::Max;
+        feeder.kind = SourceKind::Replay;
+        let result = (self.producer)(&mut feeder);
+        let error = result.as_ref().err().map(|e| format!("{e:#}"));
+        let snapshot = feeder.finish(error);
+        result.map(|()| snapshot)
+    }
+
+    /// Starts the engine thread.
+    pub fn spawn(self) -> Result<SourceHandle> {
+        let (tx, snapshots) = mpsc::sync_channel(2);
+        let (control, control_rx) = mpsc::channel();
+        let mut feeder = self.feeder();
+        feeder.tx = Some(tx);
+        feeder.control = Some(control_rx);
+        let kind = self.settings.kind;
+        let label = self.settings.label.clone();
+        let producer = self.producer;
+        let thread = std::thread::Builder::new()
+            .name("podwire-engine".into())
+            .spawn(move || {
+                feeder.publish();
+                let result = producer(&mut feeder);
+                let error = result.err().map(|e| format!("{e:#}"));
+                feeder.finish(error);
+            })
+            .context("starting the engine thread")?;
+        Ok(SourceHandle {
+            snapshots,
+            control,
+            thread: Some(thread),
+            kind,
+            label,
+        })
+    }
+}
+
+/// The UI's side of a running source.
+pub struct SourceHandle {
+    pub snapshots: Receiver<Arc<Snapshot>>,
+    control: Sender<Control>,
+    thread: Option<JoinHandle<()>>,
+    pub kind: SourceKind,
+    pub label: String,
+}
+
+impl SourceHandle {
+    pub fn send(&self, message: Control) {
+        let _ = self.control.send(message);
+    }
+
+    /// Asks the source to stop and waits for its thread (draining snapshots meanwhile).
+    pub fn stop(mut self) {
+        self.send(Control::Stop);
+        if let Some(thread) = self.thread.take() {
+            while !thread.is_finished() {
+                while self.snapshots.try_recv().is_ok() {}
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Reads a capture (and optional cluster snapshot) to the end, in-process: the final
+/// snapshot, as the TUI would show it once a replay finished.
+pub fn snapshot_of_capture(path: &Path, cluster: Option<&Path>) -> Result<Arc<Snapshot>> {
+    Source::replay(path, cluster, Speed::Max)?.run_to_end()
+}

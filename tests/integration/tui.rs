@@ -1,0 +1,449 @@
+//! TUI tests: render snapshots of every view (TestBackend + insta) from the demo capture read
+//! in-process, update tests driven by key sequences, and an end-to-end run of the real binary
+//! in tmux.
+
+use std::process::Command;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
+use podwire::tui::app::{App, Effect, Mode, Msg, View, update};
+use podwire::tui::config::Config;
+use podwire::tui::source::{Control, Snapshot, SourceKind, Speed, snapshot_of_capture};
+use podwire::tui::{render, viewmodel};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+
+fn demo() -> Arc<Snapshot> {
+    static DEMO: OnceLock<Arc<Snapshot>> = OnceLock::new();
+    DEMO.get_or_init(|| {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        snapshot_of_capture(
+            &root.join("captures/demo.pcapng"),
+            Some(&root.join("captures/demo-cluster.yaml")),
+        )
+        .expect("the demo capture reads")
+    })
+    .clone()
+}
+
+fn app(w: u16, h: u16) -> App {
+    App::new(Config::defaults(true), demo(), (w, h))
+}
+
+fn draw(app: &App) -> String {
+    let (w, h) = app.size;
+    let mut terminal = Terminal::new(TestBackend::new(w, h)).expect("test backend");
+    let screen = viewmodel::screen(app);
+    let areas = app.layout();
+    terminal
+        .draw(|f| render::draw(f, &screen, &areas, &app.config.palette))
+        .expect("draw");
+    let buffer = terminal.backend().buffer();
+    let mut out = String::new();
+    for y in 0..h {
+        let mut line = String::new();
+        for x in 0..w {
+            line.push_str(buffer[(x, y)].symbol());
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn key(app: &mut App, code: KeyCode) -> Vec<Effect> {
+    update(app, Msg::Key(KeyEvent::new(code, KeyModifiers::NONE)))
+}
+
+fn typed(app: &mut App, text: &str) -> Vec<Effect> {
+    let mut effects = Vec::new();
+    for c in text.chars() {
+        let modifiers = if c.is_ascii_uppercase() {
+            KeyModifiers::SHIFT
+        } else {
+            KeyModifiers::NONE
+        };
+        effects.extend(update(
+            app,
+            Msg::Key(KeyEvent::new(KeyCode::Char(c), modifiers)),
+        ));
+    }
+    effects
+}
+
+#[test]
+fn demo_snapshot_is_complete_and_enriched() {
+    let s = demo();
+    assert!(s.progress.done);
+    assert!(s.rows.len() >= 20, "{} rows", s.rows.len());
+    assert_eq!(s.live_rows, 0);
+    assert!(s.rows.iter().all(|f| f.enrichment.is_some()));
+    assert!(s.cluster.is_some());
+}
+
+#[test]
+fn render_every_view() {
+    for (w, h) in [(80u16, 24u16), (140, 40)] {
+        let mut a = app(w, h);
+        for (i, view) in View::ALL.iter().enumerate() {
+            typed(&mut a, &(i + 1).to_string());
+            assert_eq!(a.view, *view);
+            insta::assert_snapshot!(
+                format!("view_{}_{w}x{h}", view.title().to_lowercase()),
+                draw(&a)
+            );
+        }
+    }
+}
+
+#[test]
+fn render_help_detail_filter_and_wide() {
+    for (w, h) in [(80u16, 24u16), (140, 40)] {
+        let mut a = app(w, h);
+        typed(&mut a, "?");
+        insta::assert_snapshot!(format!("help_{w}x{h}"), draw(&a));
+        key(&mut a, KeyCode::Esc);
+        assert_eq!(a.mode, Mode::Normal);
+        typed(&mut a, "/app:tls");
+        insta::assert_snapshot!(format!("filter_typing_{w}x{h}"), draw(&a));
+        key(&mut a, KeyCode::Enter);
+        key(&mut a, KeyCode::Enter);
+        insta::assert_snapshot!(format!("detail_tls_{w}x{h}"), draw(&a));
+        key(&mut a, KeyCode::Esc);
+        key(&mut a, KeyCode::Esc);
+        typed(&mut a, "/finding:credentials");
+        key(&mut a, KeyCode::Enter);
+        key(&mut a, KeyCode::Enter);
+        insta::assert_snapshot!(format!("detail_credentials_{w}x{h}"), draw(&a));
+    }
+    let mut a = app(80, 24);
+    typed(&mut a, "wd");
+    insta::assert_snapshot!("flows_wide_ips_80x24", draw(&a));
+    typed(&mut a, "/app:(");
+    insta::assert_snapshot!("filter_invalid_80x24", draw(&a));
+}
+
+#[test]
+fn views_switch_with_tab_numbers_and_commands() {
+    let mut a = app(80, 24);
+    key(&mut a, KeyCode::Tab);
+    assert_eq!(a.view, View::Services);
+    key(&mut a, KeyCode::BackTab);
+    key(&mut a, KeyCode::BackTab);
+    assert_eq!(a.view, View::Stats);
+    typed(&mut a, "3");
+    assert_eq!(a.view, View::Findings);
+    typed(&mut a, ":pol");
+    key(&mut a, KeyCode::Tab);
+    assert_eq!(
+        a.mode,
+        Mode::Command {
+            input: "policies".into()
+        }
+    );
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(a.view, View::Policies);
+    typed(&mut a, ":ns sh");
+    key(&mut a, KeyCode::Tab);
+    assert_eq!(
+        a.mode,
+        Mode::Command {
+            input: "ns shop".into()
+        }
+    );
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(a.filter.text, "ns:\"shop\"");
+    typed(&mut a, ":bogus");
+    key(&mut a, KeyCode::Enter);
+    assert!(
+        a.status
+            .as_deref()
+            .unwrap_or("")
+            .contains("unknown command")
+    );
+    typed(&mut a, ":save /tmp/x");
+    assert_eq!(
+        key(&mut a, KeyCode::Enter),
+        vec![Effect::Save("/tmp/x".into())]
+    );
+}
+
+#[test]
+fn navigation_sort_and_detail() {
+    let mut a = app(80, 24);
+    let total = a.derived.flow_index.len();
+    assert!(total > a.page(), "the demo has more flows than one page");
+    typed(&mut a, "jjj");
+    assert_eq!(a.nav[0].selected, 3);
+    typed(&mut a, "k");
+    assert_eq!(a.nav[0].selected, 2);
+    typed(&mut a, "G");
+    assert_eq!(a.nav[0].selected, total - 1);
+    assert!(a.nav[0].offset > 0);
+    typed(&mut a, "g");
+    assert_eq!(a.nav[0], Default::default());
+    key(&mut a, KeyCode::PageDown);
+    assert_eq!(a.nav[0].selected, a.page());
+    // Sort by bytes, descending: the first row is the largest.
+    while a.flow_sort.column != podwire::tui::app::FlowCol::Bytes {
+        typed(&mut a, "s");
+    }
+    typed(&mut a, "S");
+    let snapshot = a.snapshot.clone();
+    let rows = &snapshot.rows;
+    let bytes: Vec<u64> = a
+        .derived
+        .flow_index
+        .iter()
+        .map(|&i| rows.get(i as usize).map_or(0, |f| f.bytes()))
+        .collect();
+    assert!(bytes.windows(2).all(|w| w[0] >= w[1]), "{bytes:?}");
+    typed(&mut a, "g");
+    key(&mut a, KeyCode::Enter);
+    let serial = a.detail.expect("detail open");
+    assert_eq!(
+        Some(serial),
+        rows.get(a.derived.flow_index[0] as usize).map(|f| f.serial)
+    );
+    key(&mut a, KeyCode::Esc);
+    assert_eq!(a.detail, None);
+}
+
+#[test]
+fn filter_validates_live_and_esc_clears() {
+    let mut a = app(80, 24);
+    let all = a.derived.flow_index.len();
+    typed(&mut a, "/app:tls");
+    assert!(matches!(&a.mode, Mode::Filter { error: None, .. }));
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(a.mode, Mode::Normal);
+    let tls = a.derived.flow_index.len();
+    assert!(tls >= 1 && tls < all);
+    assert!(a.derived.flow_index.iter().all(|&i| {
+        a.snapshot
+            .rows
+            .get(i as usize)
+            .is_some_and(|f| f.app.app.name() == "tls")
+    }));
+    typed(&mut a, "/");
+    typed(&mut a, " (");
+    assert!(matches!(&a.mode, Mode::Filter { error: Some(_), .. }));
+    key(&mut a, KeyCode::Enter);
+    assert!(
+        matches!(&a.mode, Mode::Filter { .. }),
+        "an invalid filter is not applied"
+    );
+    assert_eq!(a.filter.text.trim(), "app:tls");
+    key(&mut a, KeyCode::Esc);
+    assert_eq!(a.mode, Mode::Normal);
+    assert!(a.filter.is_empty());
+    assert_eq!(a.derived.flow_index.len(), all);
+}
+
+#[test]
+fn every_view_filters() {
+    let mut a = app(120, 40);
+    typed(&mut a, "/ns:monitoring");
+    key(&mut a, KeyCode::Enter);
+    typed(&mut a, "2");
+    assert!(!a.derived.edges.is_empty());
+    assert!(
+        a.derived
+            .edges
+            .iter()
+            .all(|e| e.src.starts_with("monitoring/") || e.dst.starts_with("monitoring/"))
+    );
+    typed(&mut a, "n");
+    assert!(
+        a.derived
+            .edges
+            .iter()
+            .all(|e| e.src == "monitoring" || e.dst == "monitoring")
+    );
+    typed(&mut a, "3");
+    assert!(
+        a.derived
+            .findings
+            .iter()
+            .all(|f| f.title.contains("monitoring/"))
+    );
+    // Enter on a finding jumps to its flows.
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(a.view, View::Flows);
+    assert!(a.filter.text.starts_with("finding:"));
+}
+
+#[test]
+fn replay_controls_and_quit() {
+    let mut a = app(80, 24);
+    assert_eq!(a.kind, SourceKind::Replay);
+    assert_eq!(
+        typed(&mut a, " "),
+        vec![Effect::Control(Control::Pause(true))]
+    );
+    assert_eq!(
+        typed(&mut a, " "),
+        vec![Effect::Control(Control::Pause(false))]
+    );
+    assert_eq!(
+        typed(&mut a, "+"),
+        vec![Effect::Control(Control::Speed(Speed::Max))]
+    );
+    assert_eq!(
+        typed(&mut a, "-"),
+        vec![Effect::Control(Control::Speed(Speed::X10))]
+    );
+    assert_eq!(typed(&mut a, "q"), vec![Effect::Quit]);
+}
+
+#[test]
+fn live_quit_asks_and_pause_freezes() {
+    let mut live = Snapshot::empty("eth0", SourceKind::Live);
+    live.seq = 1;
+    let mut a = App::new(Config::defaults(true), Arc::new(live), (80, 24));
+    assert_eq!(typed(&mut a, "q"), vec![]);
+    assert_eq!(a.mode, Mode::ConfirmQuit);
+    assert!(draw(&a).contains("Quit the live capture? (y/n)"));
+    assert_eq!(typed(&mut a, "n"), vec![]);
+    assert_eq!(a.mode, Mode::Normal);
+    // Freeze: new snapshots are held back until unfrozen.
+    typed(&mut a, " ");
+    let mut next = Snapshot::empty("eth0", SourceKind::Live);
+    next.seq = 2;
+    update(&mut a, Msg::Snapshot(Arc::new(next)));
+    assert_eq!(a.snapshot.seq, 1);
+    typed(&mut a, " ");
+    assert_eq!(a.snapshot.seq, 2);
+    typed(&mut a, "q");
+    assert_eq!(typed(&mut a, "y"), vec![Effect::Quit]);
+}
+
+#[test]
+fn mouse_scroll_and_click() {
+    let mut a = app(80, 24);
+    let scroll = |kind| {
+        Msg::Mouse(MouseEvent {
+            kind,
+            column: 10,
+            row: 5,
+            modifiers: KeyModifiers::NONE,
+        })
+    };
+    update(&mut a, scroll(MouseEventKind::ScrollDown));
+    assert_eq!(a.nav[0].selected, 3);
+    update(&mut a, scroll(MouseEventKind::ScrollUp));
+    assert_eq!(a.nav[0].selected, 0);
+    let areas = a.layout();
+    update(&mut a, scroll(MouseEventKind::Down(MouseButton::Left)));
+    assert_eq!(Some(a.nav[0].selected), areas.row_at(5));
+    // Clicking the selected row opens it; clicking a tab switches view.
+    update(&mut a, scroll(MouseEventKind::Down(MouseButton::Left)));
+    assert!(a.detail.is_some());
+    let (_, _, x, _) = viewmodel::tab_spans()[2].clone();
+    update(
+        &mut a,
+        Msg::Mouse(MouseEvent {
+            kind: MouseEventKind::Down(MouseButton::Left),
+            column: x + 1,
+            row: 0,
+            modifiers: KeyModifiers::NONE,
+        }),
+    );
+    assert_eq!(a.view, View::Findings);
+}
+
+#[test]
+fn wire_strings_are_sanitized() {
+    let mut f = podwire::tui::synthetic::flow(0);
+    f.app.sni = Some("evil\u{1b}[2J\u{202e}.com".into());
+    f.app.app = podwire::dissect::App::Tls;
+    let lines = viewmodel::flow_detail(&f);
+    let text: String = lines.iter().flatten().map(|c| c.text.as_str()).collect();
+    assert!(
+        !text.contains('\u{1b}') && !text.contains('\u{202e}'),
+        "{text}"
+    );
+    assert!(text.contains("evil\\x1b[2J\\u{202e}.com"));
+}
+
+/// Runs `podwire demo --tui` in a real terminal (tmux), drives it with keys and checks the
+/// screen and that the terminal is restored after quitting.
+#[test]
+fn end_to_end_in_tmux() {
+    if Command::new("tmux")
+        .arg("-V")
+        .output()
+        .map(|o| !o.status.success())
+        .unwrap_or(true)
+    {
+        println!("skipping end_to_end_in_tmux: tmux is not installed");
+        return;
+    }
+    let session = format!("podwire-e2e-{}", std::process::id());
+    let bin = env!("CARGO_BIN_EXE_podwire");
+    let tmux = |args: &[&str]| Command::new("tmux").args(args).output().expect("tmux runs");
+    let capture = || {
+        String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-t", &session]).stdout).into_owned()
+    };
+    let wait_for = |what: &str, timeout: u64| -> String {
+        let start = Instant::now();
+        loop {
+            let screen = capture();
+            if screen.contains(what) {
+                return screen;
+            }
+            if start.elapsed() > Duration::from_secs(timeout) {
+                let _ = Command::new("tmux")
+                    .args(["kill-session", "-t", &session])
+                    .output();
+                panic!("timed out waiting for {what:?}; screen:\n{screen}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let command = format!(
+        "cd {} && NO_COLOR=1 {bin} demo --tui; echo PODWIRE-EXIT-$?; sleep 60",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let started = tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &session,
+        "-x",
+        "120",
+        "-y",
+        "40",
+        &command,
+    ]);
+    assert!(
+        started.status.success(),
+        "{}",
+        String::from_utf8_lossy(&started.stderr)
+    );
+    wait_for("1 Flows", 30);
+    wait_for("■ done", 60);
+    tmux(&["send-keys", "-t", &session, "2"]);
+    let services = wait_for("neighbours", 10);
+    assert!(services.contains("shop/frontend"), "{services}");
+    tmux(&["send-keys", "-t", &session, "1"]);
+    tmux(&["send-keys", "-t", &session, "/"]);
+    tmux(&["send-keys", "-t", &session, "-l", "app:tls"]);
+    wait_for("✓ valid", 10);
+    tmux(&["send-keys", "-t", &session, "Enter"]);
+    let filtered = wait_for("filter app:tls", 10);
+    assert!(filtered.contains("payment"), "{filtered}");
+    assert!(!filtered.contains("coredns"), "{filtered}");
+    tmux(&["send-keys", "-t", &session, "Enter"]);
+    let detail = wait_for("handshake RTT", 10);
+    assert!(detail.contains("TLS") || detail.contains("tls"), "{detail}");
+    assert!(detail.contains("NetworkPolicy"), "{detail}");
+    tmux(&["send-keys", "-t", &session, "Escape"]);
+    tmux(&["send-keys", "-t", &session, "q"]);
+    let after = wait_for("PODWIRE-EXIT-", 15);
+    let _ = tmux(&["kill-session", "-t", &session]);
+    assert!(after.contains("PODWIRE-EXIT-0"), "{after}");
+    // The alternate screen was left: the TUI's tabs are gone from the restored screen.
+    assert!(!after.contains("1 Flows"), "{after}");
+}
