@@ -198,6 +198,10 @@ fn fragments_follow_their_first_fragment_with_bounded_state() {
 fn per_flow_state_stays_small() {
     // The flow table's memory per live flow is dominated by this struct plus its key.
     let per_entry = std::mem::size_of::<Flow>() + std::mem::size_of::<FlowKey>();
-    println!("Flow {} bytes, FlowKey {} bytes", std::mem::size_of::<Flow>(), std::mem::size_of::<FlowKey>());
+    println!(
+        "Flow {} bytes, FlowKey {} bytes",
+        std::mem::size_of::<Flow>(),
+        std::mem::size_of::<FlowKey>()
+    );
     assert!(per_entry <= 320, "{per_entry} bytes per table entry");
 }

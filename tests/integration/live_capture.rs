@@ -6,7 +6,6 @@
 //! own addresses inside 10.244.9.0/24 (only in namespaces it creates), cleans up in `Drop`
 //! even when it fails, and bounds every wait. Without root a test prints "skipped: not root".
 
-
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
