@@ -154,7 +154,14 @@ pub(crate) fn detect_http(ctx: &Ctx) -> Parse<Detected> {
         ..Default::default()
     };
     let mut d = Detected::new(App::Http, Encryption::Plaintext, None, false);
+    let mut body_len = 0usize;
     for h in req.headers.iter() {
+        if h.name.eq_ignore_ascii_case("content-length") {
+            body_len = std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+        }
         let name = h.name;
         if name.eq_ignore_ascii_case("host") {
             f.host = Some(header_str(h.value));
@@ -213,7 +220,25 @@ pub(crate) fn detect_http(ctx: &Ctx) -> Parse<Detected> {
         d.facts = Some(Facts::Http(Box::new(f)));
         return Parse::Done(d);
     }
-    d.complete = got_response || ctx.s2c_closed;
+    // Later requests on a keep-alive connection, as far as they are buffered: credentials
+    // are often sent only after a 401/407 challenge, in the second request.
+    let mut later_requests = 0;
+    if let httparse::Status::Complete(first_len) = status {
+        let mut offset = first_len.saturating_add(body_len);
+        while let Some(rest) = c.get(offset..).filter(|r| !r.is_empty()) {
+            match next_request_credentials(rest, &mut d) {
+                Some(len) => {
+                    later_requests += 1;
+                    offset = offset.saturating_add(len);
+                }
+                None => break,
+            }
+        }
+    }
+    let challenged = matches!(f.status, Some(401) | Some(407));
+    // A challenged connection stays open until the client's next request is read.
+    d.complete =
+        (got_response && (!challenged || later_requests > 0)) || ctx.s2c_closed || ctx.c2s_closed;
     if !d.complete && !ctx.s2c.is_empty() && !ctx.s2c.starts_with(b"HTTP/") {
         // The responder does not speak HTTP: a server-first protocol behind an HTTP-looking
         // client? Keep the request facts, final.
@@ -221,6 +246,39 @@ pub(crate) fn detect_http(ctx: &Ctx) -> Parse<Detected> {
     }
     d.facts = Some(Facts::Http(Box::new(f)));
     Parse::Done(d)
+}
+
+/// Parses one complete request head (plus its Content-Length body) at the start of `c`,
+/// records its credentials in `d`, and returns its length; `None` if incomplete or not HTTP.
+fn next_request_credentials(c: &[u8], d: &mut Detected) -> Option<usize> {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut req = httparse::Request::new(&mut headers);
+    let httparse::Status::Complete(len) = req.parse(c).ok()? else {
+        return None;
+    };
+    let mut body_len = 0usize;
+    for h in req.headers.iter() {
+        if h.name.eq_ignore_ascii_case("content-length") {
+            body_len = std::str::from_utf8(h.value).ok()?.trim().parse().ok()?;
+        } else if h.name.eq_ignore_ascii_case("authorization")
+            || h.name.eq_ignore_ascii_case("proxy-authorization")
+        {
+            let v = h.value;
+            let (kind, secret) = if v.len() > 6 && v[..6].eq_ignore_ascii_case(b"basic ") {
+                (CredKind::HttpBasic, &v[6..])
+            } else if v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer ") {
+                (CredKind::HttpBearer, &v[7..])
+            } else {
+                (CredKind::HttpOtherAuth, v)
+            };
+            d.creds
+                .push((kind, Dir::ToResponder, redact(secret.trim_ascii())));
+        } else if h.name.eq_ignore_ascii_case("cookie") {
+            d.creds
+                .push((CredKind::Cookie, Dir::ToResponder, redact(h.value)));
+        }
+    }
+    Some(len.saturating_add(body_len))
 }
 
 /// Parses the first response head; returns true when complete.

@@ -126,11 +126,10 @@ fn every_planted_behaviour_has_its_finding() {
     assert_eq!(unsel[0].source, "monitoring/debug-toolbox");
 }
 
-/// The dissector only reads the first HTTP/1 request of a connection; the planted Basic
-/// credentials travel in the second request of the keep-alive connection, so no
-/// `credentials` entry reaches the findings engine yet.
+/// The planted Basic credentials travel in the second request of the keep-alive connection,
+/// after a 401 challenge: the HTTP dissector keeps a challenged connection open until the
+/// next request is read.
 #[test]
-#[ignore = "dissect/http.rs inspects only the first request of a keep-alive connection"]
 fn basic_auth_in_second_request_is_found() {
     let c = demo();
     let f = run(&c, &RulesConfig::default(), None);
