@@ -184,6 +184,27 @@ impl FlowRows {
     }
 }
 
+/// Capture health of one live interface (the producer reports it; see
+/// [`Feeder::set_capture_interfaces`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CaptureInterface {
+    pub name: String,
+    /// `veth`, `bridge`, `nic`, …
+    pub kind: String,
+    /// `capturing`, `interface removed`, `failed: …`
+    pub status: String,
+    /// Frames the socket returned.
+    pub received: u64,
+    /// Frames the capture filter rejected.
+    pub filtered: u64,
+    /// Frames dropped because the queue to the engine thread was full.
+    pub queue_drops: u64,
+    /// The kernel's drop counter (`None`: the kernel did not say).
+    pub kernel_drops: Option<u64>,
+    /// Frames that filled the read buffer (possibly cut).
+    pub truncated: u64,
+}
+
 /// Progress of the source.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Progress {
@@ -219,6 +240,8 @@ pub struct Snapshot {
     pub evicted_rows: u64,
     /// Frames the capture layer dropped (live), as reported by the producer.
     pub capture_drops: u64,
+    /// Per-interface capture health (live sources that report it).
+    pub capture_interfaces: Vec<CaptureInterface>,
     /// Snapshots replaced before the UI took them.
     pub snapshots_skipped: u64,
     pub cluster: Option<Arc<ClusterState>>,
@@ -244,6 +267,7 @@ impl Snapshot {
             rtt: None,
             evicted_rows: 0,
             capture_drops: 0,
+            capture_interfaces: Vec::new(),
             snapshots_skipped: 0,
             cluster: None,
             cluster_origin: ClusterOrigin::None,
@@ -287,6 +311,7 @@ pub struct Feeder {
     progress: Progress,
     stop: bool,
     capture_drops: u64,
+    capture_interfaces: Vec<CaptureInterface>,
     snapshots_skipped: u64,
     cluster: Option<Arc<ClusterState>>,
     cluster_generation: Option<u64>,
@@ -328,6 +353,7 @@ impl Feeder {
             },
             stop: false,
             capture_drops: 0,
+            capture_interfaces: Vec::new(),
             snapshots_skipped: 0,
             cluster: None,
             cluster_generation: None,
@@ -401,6 +427,11 @@ impl Feeder {
     /// Reports the capture layer's drop counter (cumulative).
     pub fn set_capture_drops(&mut self, drops: u64) {
         self.capture_drops = drops;
+    }
+
+    /// Reports per-interface capture health (cumulative counters), shown in Stats.
+    pub fn set_capture_interfaces(&mut self, interfaces: Vec<CaptureInterface>) {
+        self.capture_interfaces = interfaces;
     }
 
     /// Applies a cluster change from a live watch.
@@ -566,6 +597,7 @@ impl Feeder {
             rtt: RttSummary::from(self.engine.rtt()),
             evicted_rows: self.evicted_rows,
             capture_drops: self.capture_drops,
+            capture_interfaces: self.capture_interfaces.clone(),
             snapshots_skipped: self.snapshots_skipped,
             cluster: self.cluster.clone(),
             cluster_origin: self.cluster_origin.clone(),

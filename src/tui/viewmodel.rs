@@ -1341,6 +1341,21 @@ fn stats_body(app: &App) -> Body {
         "n/a (file)".into()
     };
     lines.push(kv("capture drops", drops));
+    for i in &s.capture_interfaces {
+        lines.push(kv(
+            &format!("  {}", sanitize(&i.name)),
+            format!(
+                "{} {} received, {} filtered, {} kernel drops, {} queue drops, {} truncated — {}",
+                i.kind,
+                i.received,
+                i.filtered,
+                i.kernel_drops.map_or_else(|| "?".into(), |k| k.to_string()),
+                i.queue_drops,
+                i.truncated,
+                sanitize(&i.status)
+            ),
+        ));
+    }
     lines.push(kv(
         "ui skipped",
         format!("{} snapshots", s.snapshots_skipped),
