@@ -9,6 +9,9 @@
 //! queue is bounded and drops are counted); every flow is printed exactly once as a final
 //! record (updates carry `"update": true`); the run ends on `--duration`, `--count`,
 //! SIGINT/SIGTERM, or when every fixed interface has gone, and then flushes everything.
+//!
+//! On a terminal (without `--headless`) the same engine loop runs on the TUI source's thread
+//! and feeds the TUI's [`Feeder`] instead of printing records (`run_tui`).
 
 #![allow(clippy::disallowed_methods)] // a shell: threads, clocks, files, /proc
 
