@@ -9,6 +9,9 @@
 //! queue is bounded and drops are counted); every flow is printed exactly once as a final
 //! record (updates carry `"update": true`); the run ends on `--duration`, `--count`,
 //! SIGINT/SIGTERM, or when every fixed interface has gone, and then flushes everything.
+//!
+//! On a terminal (without `--headless`) the same engine loop runs on the TUI source's thread
+//! and feeds the TUI's [`Feeder`] instead of printing records (`run_tui`).
 
 #![allow(clippy::disallowed_methods)] // a shell: threads, clocks, files, /proc
 
@@ -35,6 +38,7 @@ use crate::engine::{Engine, EngineConfig, InterfaceInfo};
 use crate::flow::{Flow, FlowKey};
 use crate::frame::{IfaceId, TimestampNs};
 use crate::report::{FlowFormat, FlowRecord, FlowWriter};
+use crate::tui::source::{CaptureInterface, ClusterOrigin, Feeder, Source, SourceKind};
 
 /// Frames are held this long (wall time) before the engine sees them, so the batches of
 /// several interfaces can be merged in timestamp order.
@@ -435,11 +439,12 @@ pub fn run_capture(args: &CaptureArgs) -> Result<i32> {
              with --netns/--pod, every interface of that namespace)"
         );
     }
-    let format = if args.headless {
+    let use_tui = !args.headless && io::stdout().is_terminal();
+    let format = if args.headless || use_tui {
         args.format
     } else {
         eprintln!(
-            "podwire: the interactive TUI is not available yet; showing headless {} output \
+            "podwire: standard output is not a terminal, so no TUI; showing headless {} output \
              instead (pass --headless to silence this message)",
             match args.format {
                 LiveFormat::Table => "table",
@@ -608,6 +613,12 @@ pub fn run_capture(args: &CaptureArgs) -> Result<i32> {
         eprintln!("podwire: could not drop capabilities of the output thread: {e}");
     }
 
+    if use_tui {
+        return run_tui(
+            args, state, data_rx, ctl_rx, follow, stop, handles, discovery, &target,
+        );
+    }
+
     let result = state.run(&data_rx, &ctl_rx, follow);
     stop.store(true, Ordering::Relaxed);
     live::join_all(handles);
@@ -620,10 +631,98 @@ pub fn run_capture(args: &CaptureArgs) -> Result<i32> {
     finish
 }
 
+/// Runs the TUI on the live capture: the TUI source's engine thread merges the same bounded
+/// channel of captured batches as the headless engine thread (same ordering, filter already
+/// applied, same pcapng writer) and feeds them to the TUI's engine; capture health goes to
+/// the Stats view. Messages for stderr wait until the terminal is restored.
+#[allow(clippy::too_many_arguments)]
+fn run_tui(
+    args: &CaptureArgs,
+    state: EngineThread<'static>,
+    data_rx: Receiver<Batch>,
+    ctl_rx: Receiver<Control>,
+    follow: bool,
+    stop: Arc<AtomicBool>,
+    handles: Vec<CaptureHandle>,
+    discovery: Option<std::thread::JoinHandle<()>>,
+    target: &Target,
+) -> Result<i32> {
+    let label = {
+        let names: Vec<&str> = state
+            .ifaces
+            .iter()
+            .flatten()
+            .filter(|i| i.declared)
+            .map(|i| i.name.as_str())
+            .collect();
+        let mut label = if follow && args.interfaces.is_empty() {
+            "all interfaces".to_string()
+        } else {
+            names.join(",")
+        };
+        if let Some(ns) = &target.netns {
+            label.push_str(&format!(" in {}", ns.path.display()));
+        }
+        label
+    };
+    let cluster = match &args.cluster {
+        Some(path) => Some(crate::findings::commands::load_cluster_state(path)?),
+        None => None,
+    };
+    let (report_tx, report_rx) = mpsc::channel::<(Vec<String>, Result<i32>)>();
+    let mut source = Source::new(label, SourceKind::Live, move |feeder: &mut Feeder| {
+        let mut state: EngineThread<'_> = state;
+        state.attach(feeder);
+        let result = state.run(&data_rx, &ctl_rx, follow);
+        stop.store(true, Ordering::Relaxed);
+        live::join_all(handles);
+        if let Some(d) = discovery {
+            let _ = d.join();
+        }
+        let finish = state.finish(&data_rx, &ctl_rx);
+        let outcome = match result {
+            Err(e) => Err(e),
+            Ok(()) => finish,
+        };
+        let error = outcome.as_ref().err().map(|e| anyhow::anyhow!("{e:#}"));
+        let _ = report_tx.send((std::mem::take(&mut state.notes), outcome));
+        match error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    })
+    .with_engine_config(engine_config(args));
+    if let (Some(state), Some(path)) = (cluster, &args.cluster) {
+        source = source.with_cluster(
+            state.clone(),
+            ClusterOrigin::SnapshotFile {
+                path: path.file_name().map_or_else(
+                    || path.display().to_string(),
+                    |n| n.to_string_lossy().into_owned(),
+                ),
+                taken_at_ns: state.snapshot_time_ns,
+            },
+        );
+    }
+    let ui = crate::tui::run(source);
+    // The source thread has finished (run() waits for it): print what it kept for stderr.
+    let (notes, outcome) = report_rx.recv().unwrap_or_else(|_| (Vec::new(), Ok(0)));
+    for n in notes {
+        eprintln!("{n}");
+    }
+    ui?;
+    outcome
+}
+
 /// The one engine thread's state.
 struct EngineThread<'a> {
-    args: &'a CaptureArgs,
+    args: CaptureArgs,
+    /// The engine (headless); with the TUI, frames go to `tui` and the TUI's engine instead.
     engine: Engine,
+    /// The TUI's feeder, when the TUI shows the capture.
+    tui: Option<&'a mut Feeder>,
+    /// Messages kept for after the TUI closed (stderr would garble the screen).
+    notes: Vec<String>,
     format: LiveFormat,
     table: Option<FlowWriter<io::BufWriter<io::Stdout>>>,
     out: io::BufWriter<io::Stdout>,
@@ -636,27 +735,35 @@ struct EngineThread<'a> {
     frames: u64,
     flows_reported: u64,
     updates: HashMap<FlowKey, u64>,
-    health_out: Option<Box<dyn Write>>,
+    health_out: Option<Box<dyn Write + Send>>,
     started: Instant,
     permission_failures: u32,
+    /// The TUI asked to stop.
+    quit: bool,
     stderr_tty: bool,
     /// Announce each interface opened (after the initial set was announced together).
     announce: bool,
 }
 
+/// The engine settings of `podwire capture` (headless and TUI alike).
+fn engine_config(args: &CaptureArgs) -> EngineConfig {
+    let mut config = EngineConfig::default();
+    config.table.capacity = args.max_flows.max(1);
+    config.table.tcp_idle_ns = args.tcp_idle.saturating_mul(1_000_000_000);
+    config.table.tcp_closed_idle_ns = args.tcp_closed_idle.saturating_mul(1_000_000_000);
+    config.table.other_idle_ns = args.udp_idle.saturating_mul(1_000_000_000);
+    config.table.sweep_interval_ns = 1_000_000_000;
+    config
+}
+
 impl<'a> EngineThread<'a> {
     fn new(
-        args: &'a CaptureArgs,
+        args: &CaptureArgs,
         format: LiveFormat,
         filter: Option<&Filter>,
         cluster: Option<&ClusterInfo>,
     ) -> Result<EngineThread<'a>> {
-        let mut config = EngineConfig::default();
-        config.table.capacity = args.max_flows.max(1);
-        config.table.tcp_idle_ns = args.tcp_idle.saturating_mul(1_000_000_000);
-        config.table.tcp_closed_idle_ns = args.tcp_closed_idle.saturating_mul(1_000_000_000);
-        config.table.other_idle_ns = args.udp_idle.saturating_mul(1_000_000_000);
-        config.table.sweep_interval_ns = 1_000_000_000;
+        let config = engine_config(args);
         let pcap = match &args.write {
             Some(path) => {
                 let comments = pcap_comments(args, filter, cluster);
@@ -674,7 +781,7 @@ impl<'a> EngineThread<'a> {
             }
             None => None,
         };
-        let health_out: Option<Box<dyn Write>> = match &args.health_file {
+        let health_out: Option<Box<dyn Write + Send>> = match &args.health_file {
             Some(p) if p.as_os_str() == "-" => Some(Box::new(io::stderr())),
             Some(p) => Some(Box::new(
                 std::fs::OpenOptions::new()
@@ -699,8 +806,10 @@ impl<'a> EngineThread<'a> {
             engine.set_cluster(snapshot.into_state());
         }
         Ok(EngineThread {
-            args,
+            args: args.clone(),
             engine,
+            tui: None,
+            notes: Vec::new(),
             format,
             table,
             out: io::BufWriter::with_capacity(1 << 16, io::stdout()),
@@ -716,9 +825,36 @@ impl<'a> EngineThread<'a> {
             health_out,
             started: Instant::now(),
             permission_failures: 0,
+            quit: false,
             stderr_tty: io::stderr().is_terminal(),
             announce: false,
         })
+    }
+
+    /// A message for stderr: now when headless, after the TUI closed otherwise.
+    fn say(&mut self, message: String) {
+        if self.tui.is_some() {
+            if self.notes.len() < 1000 {
+                self.notes.push(message);
+            }
+        } else {
+            eprintln!("{message}");
+        }
+    }
+
+    /// Hands the capture to the TUI: frames, interfaces and ticks go to `feeder` from now on.
+    fn attach(&mut self, feeder: &'a mut Feeder) {
+        for info in self
+            .engine
+            .stats()
+            .interfaces
+            .iter()
+            .filter_map(|s| s.info.clone())
+        {
+            feeder.interface(info);
+        }
+        self.table = None;
+        self.tui = Some(feeder);
     }
 
     fn iface_mut(&mut self, id: IfaceId, name: &str) -> &mut Iface {
@@ -744,12 +880,16 @@ impl<'a> EngineThread<'a> {
             } => {
                 let first = !self.iface_mut(id, &name).declared;
                 if first {
-                    self.engine.add_interface(InterfaceInfo {
+                    let info = InterfaceInfo {
                         capture_id: id,
                         ifindex: Some(ifindex),
                         link,
                         name: Some(name.clone()),
-                    });
+                    };
+                    match self.tui.as_mut() {
+                        Some(feeder) => feeder.interface(info),
+                        None => self.engine.add_interface(info),
+                    }
                 }
                 let pcap_id = match (&mut self.pcap, first) {
                     (Some(p), true) => Some(p.add_interface(&name, link).context("--write")?),
@@ -764,15 +904,15 @@ impl<'a> EngineThread<'a> {
                 iface.counters = Some(counters);
                 iface.recycle = Some(recycle);
                 if let Err(e) = caps_dropped {
-                    eprintln!("podwire: {name}: could not drop capabilities: {e}");
+                    self.say(format!("podwire: {name}: could not drop capabilities: {e}"));
                 }
                 if self.announce {
-                    eprintln!(
+                    self.say(format!(
                         "podwire: capturing on {name} (ifindex {ifindex}{})",
                         rcvbuf
                             .map(|b| format!(", socket buffer {} KiB", b / 1024))
                             .unwrap_or_default()
-                    );
+                    ));
                 }
             }
             Control::Failed {
@@ -788,17 +928,17 @@ impl<'a> EngineThread<'a> {
                 iface.failures += 1;
                 iface.status = format!("failed: {error}");
                 if iface.failures == 1 {
-                    eprintln!("podwire: cannot capture on {name}: {error}");
+                    self.say(format!("podwire: cannot capture on {name}: {error}"));
                 }
             }
             Control::Closed { id, name, reason } => {
                 let iface = self.iface_mut(id, &name);
                 iface.status = reason.clone();
                 if reason != "capture stopped" {
-                    eprintln!("podwire: stopped capturing on {name}: {reason}");
+                    self.say(format!("podwire: stopped capturing on {name}: {reason}"));
                 }
             }
-            Control::DiscoveryError(e) => eprintln!("podwire: interface discovery: {e}"),
+            Control::DiscoveryError(e) => self.say(format!("podwire: interface discovery: {e}")),
         }
         Ok(())
     }
@@ -862,7 +1002,14 @@ impl<'a> EngineThread<'a> {
                         self.late_frames += 1;
                     }
                     self.processed_ns = self.processed_ns.max(frame.ts_ns);
-                    self.engine.ingest(&frame);
+                    match self.tui.as_mut() {
+                        Some(feeder) => {
+                            if feeder.frame(&frame).is_break() {
+                                self.quit = true;
+                            }
+                        }
+                        None => self.engine.ingest(&frame),
+                    }
                     self.frames += 1;
                     if let (Some(p), Some(pid)) = (self.pcap.as_mut(), pcap_id) {
                         p.packet(pid, frame.ts_ns, frame.orig_len, frame.data)
@@ -885,6 +1032,9 @@ impl<'a> EngineThread<'a> {
     }
 
     fn emit_finished(&mut self) -> Result<()> {
+        if self.tui.is_some() {
+            return Ok(()); // the TUI's feeder collects finished flows itself
+        }
         let flows = self.engine.drain_finished();
         for flow in &flows {
             self.updates.remove(&flow.key);
@@ -941,7 +1091,7 @@ impl<'a> EngineThread<'a> {
     /// Update records for flows open longer than the update interval whose counters moved.
     fn emit_updates(&mut self, now: TimestampNs) -> Result<()> {
         let interval = self.args.update_interval.saturating_mul(1_000_000_000);
-        if interval == 0 || self.format != LiveFormat::Jsonl {
+        if interval == 0 || self.format != LiveFormat::Jsonl || self.tui.is_some() {
             return Ok(());
         }
         let updates = &self.updates;
@@ -974,8 +1124,11 @@ impl<'a> EngineThread<'a> {
         Ok(())
     }
 
-    fn health(&self) -> (Health<'_>, Vec<InterfaceTotals>) {
-        let stats = self.engine.stats();
+    fn health(&mut self) -> (Health<'_>, Vec<InterfaceTotals>) {
+        let (stats, live_count) = match self.tui.as_mut() {
+            Some(feeder) => (feeder.engine().stats(), feeder.engine().live_count()),
+            None => (self.engine.stats(), self.engine.live_count()),
+        };
         let mut dups: HashMap<IfaceId, u64> = HashMap::new();
         for s in &stats.interfaces {
             if let Some(info) = &s.info {
@@ -1033,7 +1186,7 @@ impl<'a> EngineThread<'a> {
             late_frames: self.late_frames,
             engine_frames: stats.frames,
             duplicates_removed: stats.duplicates_removed,
-            live_flows: self.engine.live_count(),
+            live_flows: live_count,
             flows_reported: self.flows_reported,
             engine_cpu_us: live::thread_cpu_us(),
         };
@@ -1077,7 +1230,26 @@ impl<'a> EngineThread<'a> {
                 )
             })
             .collect();
+        let tui_health: Vec<CaptureInterface> = health
+            .interfaces
+            .iter()
+            .map(|i| CaptureInterface {
+                name: i.name.to_string(),
+                kind: i.kind.to_string(),
+                status: i.status.to_string(),
+                received: i.counters.received,
+                filtered: i.counters.filtered,
+                queue_drops: i.counters.queue_drops,
+                kernel_drops: i.counters.kernel_drops,
+                truncated: i.counters.truncated,
+            })
+            .collect();
+        let drops = health.queue_drops + health.kernel_drops.unwrap_or(0);
         drop(health);
+        if let Some(feeder) = self.tui.as_mut() {
+            feeder.set_capture_drops(drops);
+            feeder.set_capture_interfaces(tui_health);
+        }
         if let Some(p) = self.pcap.as_mut() {
             p.set_totals(totals);
         }
@@ -1086,11 +1258,11 @@ impl<'a> EngineThread<'a> {
             out.flush()?;
         }
         if final_report {
-            eprintln!("{summary}");
+            self.say(summary);
             for l in per_iface {
-                eprintln!("{l}");
+                self.say(l);
             }
-        } else if self.stderr_tty {
+        } else if self.stderr_tty && self.tui.is_none() {
             eprintln!("{summary}");
         }
         Ok(())
@@ -1128,9 +1300,19 @@ impl<'a> EngineThread<'a> {
             }
             let watermark = now_ns().saturating_sub(HOLD_NS);
             self.ingest_until(watermark)?;
-            if last_tick.elapsed() >= Duration::from_millis(500) {
+            // The TUI ticks often: its feeder polls the UI's stop request and publishes.
+            let tick_every = if self.tui.is_some() { 100 } else { 500 };
+            if last_tick.elapsed() >= Duration::from_millis(tick_every) {
                 last_tick = Instant::now();
-                self.engine.tick(watermark.max(self.processed_ns));
+                let now = watermark.max(self.processed_ns);
+                match self.tui.as_mut() {
+                    Some(feeder) => {
+                        if feeder.tick(now).is_break() {
+                            self.quit = true;
+                        }
+                    }
+                    None => self.engine.tick(now),
+                }
                 self.emit_finished()?;
                 if last_update.elapsed() >= Duration::from_secs(self.args.update_interval.max(1)) {
                     last_update = Instant::now();
@@ -1138,11 +1320,17 @@ impl<'a> EngineThread<'a> {
                 }
                 self.flush_output()?;
             }
-            if last_health.elapsed() >= Duration::from_secs(self.args.health_interval.max(1)) {
+            let health_every = if self.tui.is_some() {
+                Duration::from_secs(1)
+            } else {
+                Duration::from_secs(self.args.health_interval.max(1))
+            };
+            if last_health.elapsed() >= health_every {
                 last_health = Instant::now();
                 self.write_health(false)?;
             }
             if SIGNALLED.load(Ordering::Relaxed)
+                || self.quit
                 || deadline.is_some_and(|d| Instant::now() >= d)
                 || self.args.count.is_some_and(|c| self.frames >= c)
             {
@@ -1153,7 +1341,7 @@ impl<'a> EngineThread<'a> {
                     i.status != "capturing" && i.status != "starting" && i.pending.is_empty()
                 });
             if !follow && all_gone {
-                eprintln!("podwire: no interface left to capture on");
+                self.say("podwire: no interface left to capture on".into());
                 break;
             }
         }
@@ -1173,7 +1361,9 @@ impl<'a> EngineThread<'a> {
         }
         // Everything captured (up to --count frames).
         self.ingest_until(u64::MAX)?;
-        self.engine.finish();
+        if self.tui.is_none() {
+            self.engine.finish(); // the TUI's source finishes its engine when we return
+        }
         self.emit_finished()?;
         self.flush_output()?;
         self.write_health(true)?;
@@ -1182,7 +1372,7 @@ impl<'a> EngineThread<'a> {
                 .finish(self.processed_ns.max(1))
                 .context("closing the pcapng file")?;
             let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
-            eprintln!("podwire: wrote {}", names.join(", "));
+            self.say(format!("podwire: wrote {}", names.join(", ")));
         }
         Ok(0)
     }

@@ -16,7 +16,6 @@ use ratatui::layout::Rect;
 
 use crate::tui::config::{Action, Config};
 use crate::tui::filter::{Filter, FilterError};
-use crate::tui::provisional_findings::FindingRow;
 use crate::tui::source::{Control, Snapshot, SourceKind, Speed};
 use crate::tui::viewmodel::{self, Edge, Group, PolicyTable};
 
@@ -236,7 +235,8 @@ pub struct Derived {
     pub edges_key: Option<(u64, u64, Group, Sort<EdgeCol>)>,
     pub edges: Vec<Edge>,
     pub findings_key: Option<(u64, u64)>,
-    pub findings: Vec<FindingRow>,
+    /// Indexes into `snapshot.findings.findings` shown in the Findings view.
+    pub findings: Vec<u32>,
     pub policies_key: Option<(u64, u64)>,
     pub policies: PolicyTable,
 }
@@ -362,6 +362,7 @@ impl App {
         if self.derived.key != Some(key) {
             self.derived.flow_index = viewmodel::filter_sort(
                 &self.snapshot.rows,
+                &self.snapshot.findings,
                 &self.filter,
                 self.flow_sort,
                 self.names,
@@ -396,8 +397,12 @@ impl App {
             View::Findings => {
                 let key = (seq, self.filter_generation);
                 if self.derived.findings_key != Some(key) {
-                    self.derived.findings =
-                        viewmodel::findings(&self.snapshot.rows, &self.derived.flow_index);
+                    self.derived.findings = viewmodel::findings(
+                        &self.snapshot.findings,
+                        &self.snapshot.rows,
+                        &self.derived.flow_index,
+                        !self.filter.is_empty(),
+                    );
                     self.derived.findings_key = Some(key);
                 }
             }
@@ -590,10 +595,15 @@ fn open(app: &mut App) {
         }
         View::Findings => {
             let nav = app.nav[View::Findings.index()];
-            if let Some(row) = app.derived.findings.get(nav.selected) {
-                let text = format!("finding:{}", row.kind.as_str());
-                if let Ok(filter) = Filter::new(&text) {
-                    let serial = row.first_serial;
+            let finding = app
+                .derived
+                .findings
+                .get(nav.selected)
+                .and_then(|&i| app.snapshot.findings.findings.get(i as usize));
+            if let Some(finding) = finding {
+                let text = format!("finding:{}", finding.kind.as_str());
+                let first = finding.flows.first().copied();
+                if let (Ok(filter), Some(serial)) = (Filter::new(&text), first) {
                     app.apply_filter(filter);
                     app.switch(View::Flows);
                     app.selected_serial = Some(serial);

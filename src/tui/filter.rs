@@ -26,9 +26,10 @@ use regex::{Regex, RegexBuilder};
 
 use crate::cluster::identity::Identity;
 use crate::dissect::Encryption;
+use crate::findings::FindingKind;
 use crate::report::server_name;
 use crate::summary::FlowSummary;
-use crate::tui::provisional_findings::{self, FindingKind};
+use crate::tui::findings::{SnapshotFindings, kind_alias, kind_bit};
 
 /// Longest filter accepted, in bytes.
 pub const MAX_LEN: usize = 4096;
@@ -209,8 +210,17 @@ impl Filter {
         self.expr.is_none()
     }
 
+    /// Does the flow match? `finding:` terms match nothing here (no findings are known);
+    /// see [`Filter::matches_in`].
     pub fn matches(&self, flow: &FlowSummary) -> bool {
         self.expr.as_ref().is_none_or(|e| e.matches(flow))
+    }
+
+    /// Does the flow match, `finding:` terms looked up in `findings`?
+    pub fn matches_in(&self, flow: &FlowSummary, findings: &SnapshotFindings) -> bool {
+        self.expr
+            .as_ref()
+            .is_none_or(|e| e.matches_in(flow, findings))
     }
 }
 
@@ -537,7 +547,7 @@ fn field_value(key: Key, lit: Lit, offset: usize) -> Result<Value, FilterError> 
         }
         Key::Enc => &["plaintext", "encrypted", "unknown"],
         Key::Verdict => &["allowed", "denied", "none"],
-        Key::Finding => &["any", "credentials", "denied", "metadata"],
+        Key::Finding => crate::tui::findings::FILTER_VALUES,
         _ => &[],
     };
     if !allowed.is_empty() && !allowed.contains(&lower.as_str()) {
@@ -760,11 +770,16 @@ fn encryption_name(e: Encryption) -> &'static str {
 impl Expr {
     /// Does the flow match?
     pub fn matches(&self, flow: &FlowSummary) -> bool {
+        self.matches_in(flow, &SnapshotFindings::default())
+    }
+
+    /// Does the flow match, `finding:` terms looked up in `findings`?
+    pub fn matches_in(&self, flow: &FlowSummary, findings: &SnapshotFindings) -> bool {
         match self {
-            Expr::Term(t) => term_matches(t, flow),
-            Expr::Not(e) => !e.matches(flow),
-            Expr::And(a, b) => a.matches(flow) && b.matches(flow),
-            Expr::Or(a, b) => a.matches(flow) || b.matches(flow),
+            Expr::Term(t) => term_matches(t, flow, findings),
+            Expr::Not(e) => !e.matches_in(flow, findings),
+            Expr::And(a, b) => a.matches_in(flow, findings) && b.matches_in(flow, findings),
+            Expr::Or(a, b) => a.matches_in(flow, findings) || b.matches_in(flow, findings),
         }
     }
 }
@@ -789,7 +804,7 @@ fn any_identity(
         .any(|s| text_matches(value, s, exact))
 }
 
-fn term_matches(term: &Term, flow: &FlowSummary) -> bool {
+fn term_matches(term: &Term, flow: &FlowSummary, findings: &SnapshotFindings) -> bool {
     let (key, value) = match term {
         Term::Field(k, v) => (*k, v),
         Term::Any(v) => return free_text(v, flow),
@@ -838,13 +853,14 @@ fn term_matches(term: &Term, flow: &FlowSummary) -> bool {
             text_matches(value, name, true)
         }
         Key::Finding => {
-            let bits = provisional_findings::flow_kinds(flow);
+            let bits = findings.kinds(flow.serial);
             match value {
                 Value::Text { lower, .. } if lower == "any" => bits != 0,
-                _ => FindingKind::ALL
-                    .iter()
-                    .enumerate()
-                    .any(|(i, k)| bits & (1 << i) != 0 && text_matches(value, k.as_str(), true)),
+                _ => FindingKind::ALL.iter().any(|k| {
+                    bits & kind_bit(*k) != 0
+                        && (text_matches(value, k.as_str(), true)
+                            || kind_alias(*k).is_some_and(|a| text_matches(value, a, true)))
+                }),
             }
         }
     }

@@ -6,7 +6,7 @@
 //! - [`render`]: ratatui widgets from the view-model, no logic;
 //! - [`filter`]: the filter language (also for headless `--filter`);
 //! - [`config`]: keys and colours from `$XDG_CONFIG_HOME/podwire/config.toml`;
-//! - [`provisional_findings`]: the Findings view's stand-in until `src/findings` lands.
+//! - [`findings`]: the rules engine's findings over a snapshot, indexed by flow.
 //!
 //! [`run`] owns the terminal: raw mode, alternate screen and mouse capture are restored when
 //! it returns, when it fails and when anything panics (a panic hook restores first, then
@@ -18,7 +18,7 @@
 pub mod app;
 pub mod config;
 pub mod filter;
-pub mod provisional_findings;
+pub mod findings;
 pub mod render;
 pub mod source;
 pub mod synthetic;

@@ -35,6 +35,7 @@ use crate::engine::{Engine, EngineConfig, InterfaceInfo, Stats};
 use crate::frame::{RawFrame, TimestampNs};
 use crate::report::RttSummary;
 use crate::summary::FlowSummary;
+use crate::tui::findings::SnapshotFindings;
 
 /// How often a snapshot is published (wall clock).
 pub const SNAPSHOT_INTERVAL: Duration = Duration::from_millis(250);
@@ -183,6 +184,27 @@ impl FlowRows {
     }
 }
 
+/// Capture health of one live interface (the producer reports it; see
+/// [`Feeder::set_capture_interfaces`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CaptureInterface {
+    pub name: String,
+    /// `veth`, `bridge`, `nic`, …
+    pub kind: String,
+    /// `capturing`, `interface removed`, `failed: …`
+    pub status: String,
+    /// Frames the socket returned.
+    pub received: u64,
+    /// Frames the capture filter rejected.
+    pub filtered: u64,
+    /// Frames dropped because the queue to the engine thread was full.
+    pub queue_drops: u64,
+    /// The kernel's drop counter (`None`: the kernel did not say).
+    pub kernel_drops: Option<u64>,
+    /// Frames that filled the read buffer (possibly cut).
+    pub truncated: u64,
+}
+
 /// Progress of the source.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Progress {
@@ -218,11 +240,17 @@ pub struct Snapshot {
     pub evicted_rows: u64,
     /// Frames the capture layer dropped (live), as reported by the producer.
     pub capture_drops: u64,
+    /// Per-interface capture health (live sources that report it).
+    pub capture_interfaces: Vec<CaptureInterface>,
     /// Snapshots replaced before the UI took them.
     pub snapshots_skipped: u64,
     pub cluster: Option<Arc<ClusterState>>,
     pub cluster_origin: ClusterOrigin,
     pub progress: Progress,
+    /// The rules engine's findings over `rows` (shared between snapshots until the flows
+    /// change; possibly a little older than `rows` on a busy live source, never in the
+    /// final snapshot).
+    pub findings: Arc<SnapshotFindings>,
 }
 
 impl Snapshot {
@@ -239,10 +267,12 @@ impl Snapshot {
             rtt: None,
             evicted_rows: 0,
             capture_drops: 0,
+            capture_interfaces: Vec::new(),
             snapshots_skipped: 0,
             cluster: None,
             cluster_origin: ClusterOrigin::None,
             progress: Progress::default(),
+            findings: Arc::default(),
         }
     }
 }
@@ -254,6 +284,10 @@ pub enum Control {
     Speed(Speed),
     Stop,
 }
+
+/// What a snapshot's findings were computed from: rows in the ring, rows evicted, live rows
+/// listed, packet position, cluster generation.
+type FindingsInputs = (usize, u64, usize, Option<TimestampNs>, Option<u64>);
 
 struct Pacing {
     anchor_wall: Instant,
@@ -277,6 +311,7 @@ pub struct Feeder {
     progress: Progress,
     stop: bool,
     capture_drops: u64,
+    capture_interfaces: Vec<CaptureInterface>,
     snapshots_skipped: u64,
     cluster: Option<Arc<ClusterState>>,
     cluster_generation: Option<u64>,
@@ -285,6 +320,12 @@ pub struct Feeder {
     frames_since_check: u32,
     file_progress: Option<Arc<AtomicU64>>,
     last: Option<Arc<Snapshot>>,
+    findings: Arc<SnapshotFindings>,
+    /// What the findings were computed from (rows in the ring, evicted, live, position).
+    findings_inputs: Option<FindingsInputs>,
+    /// When the findings were last computed and how long that took.
+    findings_at: Option<Instant>,
+    findings_cost: Duration,
 }
 
 impl Feeder {
@@ -312,6 +353,7 @@ impl Feeder {
             },
             stop: false,
             capture_drops: 0,
+            capture_interfaces: Vec::new(),
             snapshots_skipped: 0,
             cluster: None,
             cluster_generation: None,
@@ -320,6 +362,10 @@ impl Feeder {
             frames_since_check: 0,
             file_progress: None,
             last: None,
+            findings: Arc::default(),
+            findings_inputs: None,
+            findings_at: None,
+            findings_cost: Duration::ZERO,
         }
     }
 
@@ -381,6 +427,11 @@ impl Feeder {
     /// Reports the capture layer's drop counter (cumulative).
     pub fn set_capture_drops(&mut self, drops: u64) {
         self.capture_drops = drops;
+    }
+
+    /// Reports per-interface capture health (cumulative counters), shown in Stats.
+    pub fn set_capture_interfaces(&mut self, interfaces: Vec<CaptureInterface>) {
+        self.capture_interfaces = interfaces;
     }
 
     /// Applies a cluster change from a live watch.
@@ -502,7 +553,7 @@ impl Feeder {
     /// Builds and sends a snapshot now.
     fn publish(&mut self) {
         self.last_publish = Some(Instant::now());
-        let snapshot = Arc::new(self.build());
+        let snapshot = Arc::new(self.build(false));
         self.last = Some(snapshot.clone());
         if let Some(tx) = &self.tx {
             match tx.try_send(snapshot) {
@@ -513,7 +564,7 @@ impl Feeder {
         }
     }
 
-    fn build(&mut self) -> Snapshot {
+    fn build(&mut self, final_snapshot: bool) -> Snapshot {
         self.collect_finished();
         self.seal_pending();
         self.seq += 1;
@@ -533,22 +584,53 @@ impl Feeder {
         if let Some(p) = &self.file_progress {
             self.progress.bytes_read = p.load(Ordering::Relaxed);
         }
+        let rows = FlowRows::from_chunks(chunks);
+        self.refresh_findings(&rows, live_rows, final_snapshot);
         Snapshot {
             seq: self.seq,
             label: self.label.clone(),
             kind: self.kind,
-            rows: FlowRows::from_chunks(chunks),
+            rows,
             live_rows,
             live_flows,
             stats: self.engine.stats(),
             rtt: RttSummary::from(self.engine.rtt()),
             evicted_rows: self.evicted_rows,
             capture_drops: self.capture_drops,
+            capture_interfaces: self.capture_interfaces.clone(),
             snapshots_skipped: self.snapshots_skipped,
             cluster: self.cluster.clone(),
             cluster_origin: self.cluster_origin.clone(),
             progress: self.progress.clone(),
+            findings: self.findings.clone(),
         }
+    }
+
+    /// Re-runs the rules engine when the flows changed: always for the final snapshot,
+    /// otherwise at most once per [`SNAPSHOT_INTERVAL`] and at most a fifth of this
+    /// thread's time (an evaluation that took 100 ms waits 400 ms before the next one).
+    fn refresh_findings(&mut self, rows: &FlowRows, live_rows: usize, final_snapshot: bool) {
+        let inputs = (
+            self.ring_len,
+            self.evicted_rows,
+            live_rows,
+            self.progress.position_ns,
+            self.cluster_generation,
+        );
+        if self.findings_inputs == Some(inputs) && !final_snapshot {
+            return;
+        }
+        let due = self
+            .findings_at
+            .is_none_or(|t| t.elapsed() >= SNAPSHOT_INTERVAL.max(self.findings_cost * 4));
+        if !due && !final_snapshot {
+            return;
+        }
+        let started = Instant::now();
+        self.findings = Arc::new(SnapshotFindings::compute(rows, self.cluster.as_deref()));
+        self.findings_cost = started.elapsed();
+        self.findings_at = Some(Instant::now());
+        self.findings_inputs = Some(inputs);
     }
 
     /// Summaries of (at most [`LIVE_ROWS_LISTED`]) live flows, enriched. Enrichment needs
@@ -583,7 +665,7 @@ impl Feeder {
 
     fn publish_final(&mut self) -> Arc<Snapshot> {
         self.last_publish = Some(Instant::now());
-        let snapshot = Arc::new(self.build());
+        let snapshot = Arc::new(self.build(true));
         self.last = Some(snapshot.clone());
         if let Some(tx) = &self.tx {
             // The final snapshot must arrive: wait for room (the UI drains every frame).

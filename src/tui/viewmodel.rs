@@ -15,6 +15,7 @@ use crate::cluster::identity::Identity;
 use crate::cluster::model::ClusterState;
 use crate::decode::ipproto;
 use crate::dissect::Encryption;
+use crate::findings::{Finding, Severity};
 use crate::policy::DirectionVerdict;
 use crate::report::{clock, human_bytes, identity_label, server_name};
 use crate::sanitize::{sanitize, sanitize_capped};
@@ -22,7 +23,7 @@ use crate::summary::FlowSummary;
 use crate::tui::app::{App, EdgeCol, FlowCol, Mode, Sort, View};
 use crate::tui::config::Action;
 use crate::tui::filter::{Filter, identity_namespace, identity_workload};
-use crate::tui::provisional_findings::{self, FindingRow, Severity};
+use crate::tui::findings::SnapshotFindings;
 use crate::tui::source::{ClusterOrigin, FlowRows, SourceKind};
 
 // ---------------------------------------------------------------------------------------
@@ -154,26 +155,45 @@ fn enc_rank(e: Encryption) -> u64 {
 }
 
 /// Indexes of the rows that match `filter`, sorted by `sort` (ties: first packet, serial).
-pub fn filter_sort(rows: &FlowRows, filter: &Filter, sort: Sort<FlowCol>, names: bool) -> Vec<u32> {
-    let sorted = sort_all(rows, sort, names);
-    filter_sorted(rows, &sorted, filter)
+pub fn filter_sort(
+    rows: &FlowRows,
+    findings: &SnapshotFindings,
+    filter: &Filter,
+    sort: Sort<FlowCol>,
+    names: bool,
+) -> Vec<u32> {
+    let sorted = sort_all(rows, findings, sort, names);
+    filter_sorted(rows, findings, &sorted, filter)
 }
 
 /// Keeps the rows of an already sorted index that match `filter`, in order. Changing the
 /// filter costs one evaluation per row and no sort.
-pub fn filter_sorted(rows: &FlowRows, sorted: &[u32], filter: &Filter) -> Vec<u32> {
+pub fn filter_sorted(
+    rows: &FlowRows,
+    findings: &SnapshotFindings,
+    sorted: &[u32],
+    filter: &Filter,
+) -> Vec<u32> {
     if filter.is_empty() {
         return sorted.to_vec();
     }
     sorted
         .iter()
         .copied()
-        .filter(|&i| rows.get(i as usize).is_some_and(|f| filter.matches(f)))
+        .filter(|&i| {
+            rows.get(i as usize)
+                .is_some_and(|f| filter.matches_in(f, findings))
+        })
         .collect()
 }
 
 /// Every row's index, sorted by `sort` (ties: first packet, serial).
-pub fn sort_all(rows: &FlowRows, sort: Sort<FlowCol>, names: bool) -> Vec<u32> {
+pub fn sort_all(
+    rows: &FlowRows,
+    findings: &SnapshotFindings,
+    sort: Sort<FlowCol>,
+    names: bool,
+) -> Vec<u32> {
     let numeric = |f: &FlowSummary| -> u64 {
         match sort.column {
             FlowCol::Time => f.first_ns,
@@ -182,7 +202,7 @@ pub fn sort_all(rows: &FlowRows, sort: Sort<FlowCol>, names: bool) -> Vec<u32> {
             FlowCol::Packets => f.packets(),
             FlowCol::Bytes => f.bytes(),
             FlowCol::Verdict => verdict_rank(f),
-            FlowCol::Findings => u64::from(provisional_findings::flow_finding_count(f)),
+            FlowCol::Findings => u64::from(findings.count(f.serial)),
             _ => 0,
         }
     };
@@ -391,9 +411,28 @@ pub fn service_edges(
 // ---------------------------------------------------------------------------------------
 // Findings and policies
 
-/// Findings of the filtered flows (provisional adapter; see `provisional_findings`).
-pub fn findings(rows: &FlowRows, index: &[u32]) -> Vec<FindingRow> {
-    provisional_findings::findings(index.iter().filter_map(|&i| rows.get(i as usize)))
+/// The Findings view's rows: indexes into `findings.findings` (engine order: most severe
+/// first). With a filter, only findings that name at least one of the filtered flows.
+pub fn findings(
+    findings: &SnapshotFindings,
+    rows: &FlowRows,
+    index: &[u32],
+    filtered: bool,
+) -> Vec<u32> {
+    if !filtered {
+        return (0..findings.findings.len() as u32).collect();
+    }
+    let serials: std::collections::HashSet<u64> = index
+        .iter()
+        .filter_map(|&i| rows.get(i as usize).map(|f| f.serial))
+        .collect();
+    findings
+        .findings
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| f.flows.iter().any(|s| serials.contains(s)))
+        .map(|(i, _)| i as u32)
+        .collect()
 }
 
 /// One NetworkPolicy and what it does.
@@ -661,7 +700,13 @@ fn col_width(c: FlowCol, narrow: bool) -> Width {
     }
 }
 
-fn flow_cell(f: &FlowSummary, c: FlowCol, names: bool, narrow: bool) -> Cell {
+fn flow_cell(
+    f: &FlowSummary,
+    findings: &SnapshotFindings,
+    c: FlowCol,
+    names: bool,
+    narrow: bool,
+) -> Cell {
     match c {
         FlowCol::Time if narrow => {
             Cell::plain(clock(f.first_ns).get(..8).unwrap_or_default().to_string())
@@ -688,7 +733,7 @@ fn flow_cell(f: &FlowSummary, c: FlowCol, names: bool, narrow: bool) -> Cell {
         FlowCol::Packets => Cell::plain(f.packets().to_string()),
         FlowCol::Bytes => Cell::plain(human_bytes(f.bytes())),
         FlowCol::Verdict => verdict_cell(f),
-        FlowCol::Findings => match provisional_findings::flow_finding_count(f) {
+        FlowCol::Findings => match findings.count(f.serial) {
             0 => Cell::new("", Role::Dim),
             n => Cell::new(format!("!{n}"), Role::Warn),
         },
@@ -723,7 +768,7 @@ fn flows_table(app: &App, areas: &Areas) -> TableVm {
         .filter_map(|&i| app.snapshot.rows.get(i as usize))
         .map(|f| {
             cols.iter()
-                .map(|c| flow_cell(f, *c, app.names, narrow))
+                .map(|c| flow_cell(f, &app.snapshot.findings, *c, app.names, narrow))
                 .collect()
         })
         .collect();
@@ -824,7 +869,7 @@ fn direction_lines(label: &str, v: &DirectionVerdict, out: &mut Vec<Line>) {
 }
 
 /// The detail pane of one flow.
-pub fn flow_detail(f: &FlowSummary) -> Vec<Line> {
+pub fn flow_detail(f: &FlowSummary, findings: &SnapshotFindings) -> Vec<Line> {
     let mut out = Vec::new();
     out.push(section("Flow"));
     out.push(kv("protocol", f.proto_name().into_owned()));
@@ -903,16 +948,14 @@ pub fn flow_detail(f: &FlowSummary) -> Vec<Line> {
             )),
         ]);
     }
-    let kinds = provisional_findings::flow_kinds(f);
-    if kinds != 0 {
+    let mut of_flow = findings.of_flow(f.serial).peekable();
+    if of_flow.peek().is_some() {
         out.push(section("Findings"));
-        for (i, k) in provisional_findings::FindingKind::ALL.iter().enumerate() {
-            if kinds & (1 << i) != 0 {
-                out.push(vec![
-                    severity_cell(k.severity()),
-                    Cell::plain(format!(" {}", k.as_str())),
-                ]);
-            }
+        for finding in of_flow {
+            out.push(vec![
+                severity_cell(finding.severity),
+                Cell::plain(format!(" {} {}", finding.kind.as_str(), finding.id)),
+            ]);
         }
     }
     out.push(section("TCP and timing"));
@@ -983,6 +1026,7 @@ pub fn flow_detail(f: &FlowSummary) -> Vec<Line> {
 
 fn severity_cell(s: Severity) -> Cell {
     match s {
+        Severity::Critical => Cell::new("!!!! crit", Role::High),
         Severity::High => Cell::new("!!! high", Role::High),
         Severity::Medium => Cell::new("!!  medium", Role::Medium),
         Severity::Low => Cell::new("!   low", Role::Low),
@@ -1092,13 +1136,15 @@ fn findings_body(app: &App, areas: &Areas) -> Body {
         .iter()
         .skip(nav.offset)
         .take(areas.table_rows())
-        .map(|f| {
+        .filter_map(|&i| app.snapshot.findings.findings.get(i as usize))
+        .map(|f: &Finding| {
             vec![
                 severity_cell(f.severity),
                 Cell::plain(f.kind.as_str()),
-                Cell::plain(f.title.clone()),
-                Cell::plain(f.flows.to_string()),
-                Cell::plain(clock(f.first_seen_ns)),
+                // Sanitized by the rules engine; sanitizing again is a no-op.
+                Cell::plain(sanitize(&f.title)),
+                Cell::plain(f.flows.len().to_string()),
+                Cell::plain(clock(f.first_ns)),
             ]
         })
         .collect();
@@ -1106,14 +1152,15 @@ fn findings_body(app: &App, areas: &Areas) -> Body {
     Body::Table(TableVm {
         headers: vec![
             ("SEVERITY".into(), Width::Fixed(10)),
-            ("KIND".into(), Width::Fixed(11)),
+            ("KIND".into(), Width::Fixed(21)),
             ("TITLE".into(), Width::Fill(1)),
             ("FLOWS".into(), Width::Fixed(5)),
             ("FIRST SEEN".into(), Width::Fixed(12)),
         ],
         rows,
         selected,
-        empty: "no findings (provisional rules: cleartext credentials, denied-but-seen, cloud metadata)".into(),
+        empty: "no findings (rules engine, default rules: see `podwire rules --print-defaults`)"
+            .into(),
     })
 }
 
@@ -1294,6 +1341,21 @@ fn stats_body(app: &App) -> Body {
         "n/a (file)".into()
     };
     lines.push(kv("capture drops", drops));
+    for i in &s.capture_interfaces {
+        lines.push(kv(
+            &format!("  {}", sanitize(&i.name)),
+            format!(
+                "{} {} received, {} filtered, {} kernel drops, {} queue drops, {} truncated — {}",
+                i.kind,
+                i.received,
+                i.filtered,
+                i.kernel_drops.map_or_else(|| "?".into(), |k| k.to_string()),
+                i.queue_drops,
+                i.truncated,
+                sanitize(&i.status)
+            ),
+        ));
+    }
     lines.push(kv(
         "ui skipped",
         format!("{} snapshots", s.snapshots_skipped),
@@ -1501,7 +1563,7 @@ pub fn screen(app: &App) -> Screen {
                     endpoint_text(f, true, true),
                     endpoint_text(f, false, true)
                 ),
-                lines: flow_detail(f),
+                lines: flow_detail(f, &app.snapshot.findings),
                 scroll: app.detail_scroll,
             },
             None => Body::Table(flows_table(app, &areas)),

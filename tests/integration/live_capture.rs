@@ -806,3 +806,89 @@ fn loopback_counts_each_packet_once() {
     assert_eq!(r["packets_fwd"], 3, "{r}");
     assert_eq!(r["packets_rev"], 3, "{r}");
 }
+
+/// `podwire capture` on a terminal opens the TUI on the live traffic: run in tmux on a
+/// pod's host-side veth, it shows the HTTP flow made meanwhile, stops after `--duration`,
+/// quits with `q` and restores the terminal (then prints the capture health on stderr).
+#[test]
+fn capture_on_a_terminal_opens_the_tui() {
+    let test = "capture_on_a_terminal_opens_the_tui";
+    if !can_run(test) {
+        return;
+    }
+    if !have("tmux") {
+        println!("{test}: skipped: tmux is not installed");
+        return;
+    }
+    let mut node = Node::new("t");
+    let client = node.pod("c", "10.244.9.41");
+    let web = node.pod("w", "10.244.9.42");
+    node.spawn_in(&web, &["python3", "-c", HTTP_SERVER, "10.244.9.42", "8080"]);
+    node.wait_port(&client, "10.244.9.42", 8080);
+
+    let session = format!("podwire-live-{}", std::process::id());
+    let tmux = |args: &[&str]| Command::new("tmux").args(args).output().expect("tmux runs");
+    struct Session(String);
+    impl Drop for Session {
+        fn drop(&mut self) {
+            let _ = Command::new("tmux")
+                .args(["kill-session", "-t", &self.0])
+                .output();
+        }
+    }
+    let _guard = Session(session.clone());
+    let screen = || {
+        String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-t", &session]).stdout).into_owned()
+    };
+    let wait_for = |what: &str, secs: u64| -> String {
+        let start = Instant::now();
+        loop {
+            let s = screen();
+            if s.contains(what) {
+                return s;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(secs),
+                "timed out waiting for {what:?}; screen:\n{s}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let command = format!(
+        "NO_COLOR=1 {PODWIRE} capture --netns /var/run/netns/{} --interface vethw --duration 4; \
+         echo PODWIRE-EXIT-$?; sleep 60",
+        node.ns("node")
+    );
+    let started = tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &session,
+        "-x",
+        "140",
+        "-y",
+        "40",
+        &command,
+    ]);
+    assert!(
+        started.status.success(),
+        "{}",
+        String::from_utf8_lossy(&started.stderr)
+    );
+    wait_for("1 Flows", 15);
+    http_get(&client, 44001, "10.244.9.42", 8080);
+    let shown = wait_for("10.244.9.42", 10);
+    assert!(shown.contains("http"), "{shown}");
+    assert!(shown.contains("8080"), "{shown}");
+    // --duration ends the capture; the TUI keeps the final picture until the user quits.
+    wait_for("done", 15);
+    tmux(&["send-keys", "-t", &session, "6"]);
+    let stats = wait_for("vethw", 10);
+    assert!(stats.contains("kernel drops"), "{stats}");
+    tmux(&["send-keys", "-t", &session, "q"]);
+    let after = wait_for("PODWIRE-EXIT-", 15);
+    assert!(after.contains("PODWIRE-EXIT-0"), "{after}");
+    // The alternate screen was left, and the capture health came after it.
+    assert!(!after.contains("1 Flows"), "{after}");
+    assert!(after.contains("frames received"), "{after}");
+}
