@@ -855,7 +855,7 @@ fn capture_on_a_terminal_opens_the_tui() {
         }
     };
     let command = format!(
-        "NO_COLOR=1 {PODWIRE} capture --netns /var/run/netns/{} --interface vethw --duration 4; \
+        "NO_COLOR=1 {PODWIRE} capture --netns /var/run/netns/{} --interface vethw --duration 8; \
          echo PODWIRE-EXIT-$?; sleep 60",
         node.ns("node")
     );
@@ -877,14 +877,29 @@ fn capture_on_a_terminal_opens_the_tui() {
     );
     wait_for("1 Flows", 15);
     http_get(&client, 44001, "10.244.9.42", 8080);
-    let shown = wait_for("10.244.9.42", 10);
-    assert!(shown.contains("http"), "{shown}");
+    // The row appears with the SYN; the app column fills in once the request is dissected, so
+    // wait for the whole line rather than the first sighting (the machine may be busy).
+    let start = Instant::now();
+    let shown = loop {
+        let s = screen();
+        if s.lines()
+            .any(|l| l.contains("10.244.9.42") && l.contains("8080") && l.contains("http"))
+        {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "no http row for 10.244.9.42:8080; screen:\n{s}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
     assert!(shown.contains("8080"), "{shown}");
     // --duration ends the capture; the TUI keeps the final picture until the user quits.
-    wait_for("done", 15);
+    wait_for("done", 25);
     tmux(&["send-keys", "-t", &session, "6"]);
-    let stats = wait_for("vethw", 10);
-    assert!(stats.contains("kernel drops"), "{stats}");
+    // The status bar names the interface too: wait for the Stats view's own health line.
+    let stats = wait_for("kernel drops", 10);
+    assert!(stats.contains("vethw"), "{stats}");
     tmux(&["send-keys", "-t", &session, "q"]);
     let after = wait_for("PODWIRE-EXIT-", 15);
     assert!(after.contains("PODWIRE-EXIT-0"), "{after}");
