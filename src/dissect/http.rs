@@ -171,22 +171,8 @@ pub(crate) fn detect_http(ctx: &Ctx) -> Parse<Detected> {
             f.content_type = Some(header_str(h.value));
         } else if name.eq_ignore_ascii_case("upgrade") {
             f.upgrade = Some(header_str(h.value));
-        } else if name.eq_ignore_ascii_case("authorization")
-            || name.eq_ignore_ascii_case("proxy-authorization")
-        {
-            let v = h.value;
-            let (kind, secret) = if v.len() > 6 && v[..6].eq_ignore_ascii_case(b"basic ") {
-                (CredKind::HttpBasic, &v[6..])
-            } else if v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer ") {
-                (CredKind::HttpBearer, &v[7..])
-            } else {
-                (CredKind::HttpOtherAuth, v)
-            };
-            d.creds
-                .push((kind, Dir::ToResponder, redact(secret.trim_ascii())));
-        } else if name.eq_ignore_ascii_case("cookie") {
-            d.creds
-                .push((CredKind::Cookie, Dir::ToResponder, redact(h.value)));
+        } else {
+            record_credential_header(name, h.value, &mut d);
         }
     }
     let got_response = parse_response(ctx.s2c, &mut f);
@@ -260,25 +246,32 @@ fn next_request_credentials(c: &[u8], d: &mut Detected) -> Option<usize> {
     for h in req.headers.iter() {
         if h.name.eq_ignore_ascii_case("content-length") {
             body_len = std::str::from_utf8(h.value).ok()?.trim().parse().ok()?;
-        } else if h.name.eq_ignore_ascii_case("authorization")
-            || h.name.eq_ignore_ascii_case("proxy-authorization")
-        {
-            let v = h.value;
-            let (kind, secret) = if v.len() > 6 && v[..6].eq_ignore_ascii_case(b"basic ") {
-                (CredKind::HttpBasic, &v[6..])
-            } else if v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer ") {
-                (CredKind::HttpBearer, &v[7..])
-            } else {
-                (CredKind::HttpOtherAuth, v)
-            };
-            d.creds
-                .push((kind, Dir::ToResponder, redact(secret.trim_ascii())));
-        } else if h.name.eq_ignore_ascii_case("cookie") {
-            d.creds
-                .push((CredKind::Cookie, Dir::ToResponder, redact(h.value)));
+        } else {
+            record_credential_header(h.name, h.value, d);
         }
     }
     Some(len.saturating_add(body_len))
+}
+
+/// Records `Authorization`, `Proxy-Authorization` and `Cookie` headers as credentials
+/// (kind and a redacted prefix only; the secret is never kept).
+fn record_credential_header(name: &str, value: &[u8], d: &mut Detected) {
+    if name.eq_ignore_ascii_case("authorization")
+        || name.eq_ignore_ascii_case("proxy-authorization")
+    {
+        let (kind, secret) = if value.len() > 6 && value[..6].eq_ignore_ascii_case(b"basic ") {
+            (CredKind::HttpBasic, &value[6..])
+        } else if value.len() > 7 && value[..7].eq_ignore_ascii_case(b"bearer ") {
+            (CredKind::HttpBearer, &value[7..])
+        } else {
+            (CredKind::HttpOtherAuth, value)
+        };
+        d.creds
+            .push((kind, Dir::ToResponder, redact(secret.trim_ascii())));
+    } else if name.eq_ignore_ascii_case("cookie") {
+        d.creds
+            .push((CredKind::Cookie, Dir::ToResponder, redact(value)));
+    }
 }
 
 /// Parses the first response head; returns true when complete.
