@@ -302,10 +302,12 @@ fn flows(path: &Path, format: Format, cluster: Option<&Path>, tuning: &Tuning) -
     };
     let mut writer = FlowWriter::new(io::BufWriter::with_capacity(1 << 16, stdout.lock()), format);
     let show_progress = !tuning.no_progress && io::stderr().is_terminal();
+    let mut batch = Vec::new();
     let summary = process(path, &mut engine, show_progress, |engine| {
-        for flow in engine.drain_finished() {
-            let enrichment = engine.enrich(&flow);
-            writer.write(&flow, enrichment.as_ref())?;
+        engine.take_finished(&mut batch);
+        for flow in &batch {
+            let enrichment = engine.enrich(flow);
+            writer.write(flow, enrichment.as_ref())?;
         }
         Ok(())
     })?;

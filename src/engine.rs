@@ -451,6 +451,13 @@ impl Engine {
         self.table.drain_finished().collect()
     }
 
+    /// Like [`Engine::drain_finished`] without allocating: the finished flows are swapped
+    /// into `out` (cleared first), whose buffer the engine keeps for the next batch.
+    pub fn take_finished(&mut self, out: &mut Vec<Flow>) {
+        out.clear();
+        self.table.swap_finished(out);
+    }
+
     /// Ends the input: all live flows become finished (ordered by first packet).
     pub fn finish(&mut self) {
         self.table.finish();

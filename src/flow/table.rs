@@ -65,6 +65,7 @@ pub struct FlowTable {
     config: FlowTableConfig,
     flows: FlowMap,
     finished: Vec<Flow>,
+    scratch_keys: Vec<FlowKey>,
     next_serial: u64,
     now_ns: TimestampNs,
     next_sweep_ns: TimestampNs,
@@ -80,6 +81,7 @@ impl FlowTable {
             },
             flows: FlowMap::default(),
             finished: Vec::new(),
+            scratch_keys: Vec::new(),
             next_serial: 0,
             now_ns: 0,
             next_sweep_ns: 0,
@@ -183,13 +185,17 @@ impl FlowTable {
 
     fn sweep(&mut self) {
         let now = self.now_ns;
-        let expired: Vec<FlowKey> = self
-            .flows
-            .values()
-            .filter(|f| now.saturating_sub(f.last_ns) > self.idle_limit(f))
-            .map(|f| f.key)
-            .collect();
-        self.retire(expired, EndReason::Idle);
+        // The scratch list is reused across sweeps: no allocation churn on the hot path.
+        let mut expired = std::mem::take(&mut self.scratch_keys);
+        expired.clear();
+        expired.extend(
+            self.flows
+                .values()
+                .filter(|f| now.saturating_sub(f.last_ns) > self.idle_limit(f))
+                .map(|f| f.key),
+        );
+        self.retire(&expired, EndReason::Idle);
+        self.scratch_keys = expired;
     }
 
     fn evict_oldest(&mut self) {
@@ -203,29 +209,32 @@ impl FlowTable {
             ages.select_nth_unstable(batch - 1);
             ages.truncate(batch);
         }
-        self.retire(
-            ages.into_iter().map(|(_, _, k)| k).collect(),
-            EndReason::Evicted,
-        );
+        let keys: Vec<FlowKey> = ages.into_iter().map(|(_, _, k)| k).collect();
+        self.retire(&keys, EndReason::Evicted);
     }
 
     /// Moves flows to the finished queue in a deterministic order (last seen, then serial).
-    fn retire(&mut self, keys: Vec<FlowKey>, reason: EndReason) {
-        let mut retired: Vec<Flow> = keys
-            .iter()
-            .filter_map(|k| self.flows.remove(k))
-            .map(|mut f| {
-                f.end = reason;
-                f
-            })
-            .collect();
-        retired.sort_by_key(|f| (f.last_ns, f.serial));
+    fn retire(&mut self, keys: &[FlowKey], reason: EndReason) {
+        let start = self.finished.len();
+        for key in keys {
+            if let Some(mut flow) = self.flows.remove(key) {
+                flow.end = reason;
+                self.finished.push(flow);
+            }
+        }
+        let retired = &mut self.finished[start..];
+        retired.sort_unstable_by_key(|f| (f.last_ns, f.serial));
         match reason {
             EndReason::Idle => self.counters.expired += retired.len() as u64,
             EndReason::Evicted => self.counters.evicted += retired.len() as u64,
             _ => {}
         }
-        self.finished.extend(retired);
+    }
+
+    /// Swaps the finished queue with `out` (which should be empty): the two buffers
+    /// alternate, so steady-state draining allocates nothing.
+    pub fn swap_finished(&mut self, out: &mut Vec<Flow>) {
+        std::mem::swap(&mut self.finished, out);
     }
 
     /// Flows that left the table since the last call, in the order they left.
