@@ -149,6 +149,9 @@ pub struct Tuning {
     /// Idle timeout in seconds for UDP and other flows.
     #[arg(long, default_value_t = 60)]
     pub udp_idle: u64,
+    /// How long (seconds) a closed or reset TCP connection lingers before it is reported.
+    #[arg(long, default_value_t = 5)]
+    pub tcp_closed_idle: u64,
     /// Never show a progress indicator.
     #[arg(long)]
     pub no_progress: bool,
@@ -163,6 +166,7 @@ impl Tuning {
         config.table.capacity = self.max_flows.max(1);
         config.table.tcp_idle_ns = self.tcp_idle.saturating_mul(1_000_000_000);
         config.table.other_idle_ns = self.udp_idle.saturating_mul(1_000_000_000);
+        config.table.tcp_closed_idle_ns = self.tcp_closed_idle.saturating_mul(1_000_000_000);
         config.dissect_enabled = !self.no_dissect;
         config
     }
@@ -194,6 +198,7 @@ pub fn run(cli: Cli) -> Result<i32> {
                 max_flows: 1 << 20,
                 tcp_idle: 300,
                 udp_idle: 60,
+                tcp_closed_idle: 5,
                 no_progress: true,
                 no_dissect: false,
             };
