@@ -22,6 +22,7 @@ pub fn tuning() -> Tuning {
         max_flows: 1 << 20,
         tcp_idle: 300,
         udp_idle: 60,
+        tcp_closed_idle: 5,
         no_progress: true,
         no_dissect: false,
     }
