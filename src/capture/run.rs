@@ -71,6 +71,14 @@ pub struct CaptureArgs {
     /// Cluster snapshot (YAML): resolves --pod and records pod identities in --write files.
     #[arg(long, value_name = "SNAP")]
     pub cluster: Option<PathBuf>,
+    /// Watch the cluster live through the API server (read-only get/list/watch; kubeconfig,
+    /// --kubeconfig, --context or in-cluster config): identities and verdicts follow pods as
+    /// they come and go, and capture health says how stale the state is when the API server
+    /// is unreachable.
+    #[arg(long, conflicts_with = "cluster")]
+    pub kube: bool,
+    #[command(flatten)]
+    pub kube_options: crate::cluster::watch::KubeOptions,
     /// No TUI: stream flow records to stdout.
     #[arg(long)]
     pub headless: bool,
@@ -721,6 +729,12 @@ struct EngineThread<'a> {
     engine: Engine,
     /// The TUI's feeder, when the TUI shows the capture.
     tui: Option<&'a mut Feeder>,
+    /// Live cluster watch (`--kube`): its events and how fresh the state is.
+    watch: Option<(
+        crate::cluster::watch::LiveWatch,
+        Receiver<crate::cluster::WatchEvent>,
+    )>,
+    staleness: crate::cluster::Staleness,
     /// Messages kept for after the TUI closed (stderr would garble the screen).
     notes: Vec<String>,
     format: LiveFormat,
@@ -805,10 +819,20 @@ impl<'a> EngineThread<'a> {
                 .with_context(|| format!("loading cluster snapshot {}", path.display()))?;
             engine.set_cluster(snapshot.into_state());
         }
+        let watch = if args.kube {
+            let (sender, receiver) = std::sync::mpsc::sync_channel(4096);
+            let live = crate::cluster::watch::LiveWatch::start(&args.kube_options, sender)
+                .context("starting the live cluster watch (--kube)")?;
+            Some((live, receiver))
+        } else {
+            None
+        };
         Ok(EngineThread {
             args: args.clone(),
             engine,
             tui: None,
+            watch,
+            staleness: crate::cluster::Staleness::new(),
             notes: Vec::new(),
             format,
             table,
@@ -1193,7 +1217,29 @@ impl<'a> EngineThread<'a> {
         (health, totals)
     }
 
+    /// Applies what the live cluster watch reported since the last call (bounded per call so
+    /// a relist cannot starve packet processing).
+    fn apply_cluster_events(&mut self) {
+        let Some((_, events)) = &self.watch else {
+            return;
+        };
+        for _ in 0..4096 {
+            match events.try_recv() {
+                Ok(crate::cluster::WatchEvent::Delta(delta)) => match self.tui.as_mut() {
+                    Some(feeder) => feeder.apply(delta, Some(now_ns())),
+                    None => self.engine.apply(delta),
+                },
+                Ok(crate::cluster::WatchEvent::Status(status)) => self.staleness.update(&status),
+                Err(_) => break,
+            }
+        }
+    }
+
     fn write_health(&mut self, final_report: bool) -> Result<()> {
+        let cluster_state = self.watch.as_ref().map(|_| {
+            self.staleness
+                .describe(now_ns().min(i64::MAX as u64) as i64)
+        });
         let (health, totals) = self.health();
         let line = serde_json::to_string(&health)?;
         let summary = format!(
@@ -1212,6 +1258,11 @@ impl<'a> EngineThread<'a> {
             health.flows_reported,
             health.live_flows
         );
+        // With --kube, say how fresh the cluster state is (e.g. "API server unreachable for 42 s").
+        let summary = match cluster_state {
+            Some(state) => format!("{summary}; cluster: {state}"),
+            None => summary,
+        };
         let per_iface: Vec<String> = health
             .interfaces
             .iter()
@@ -1298,6 +1349,7 @@ impl<'a> EngineThread<'a> {
             while let Ok(msg) = ctl_rx.try_recv() {
                 self.control(msg)?;
             }
+            self.apply_cluster_events();
             let watermark = now_ns().saturating_sub(HOLD_NS);
             self.ingest_until(watermark)?;
             // The TUI ticks often: its feeder polls the UI's stop request and publishes.

@@ -608,7 +608,9 @@ fn scratch(name: &str) -> PathBuf {
 
 /// A kubeconfig whose current context points nowhere, and context `test` at `url`.
 fn kubeconfig(url: &str) -> PathBuf {
-    let path = scratch("kubeconfig.yaml");
+    // One file per server: tests run in parallel and each points at its own server.
+    let name: String = url.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+    let path = scratch(&format!("kubeconfig-{name}.yaml"));
     let text = format!(
         "apiVersion: v1\nkind: Config\ncurrent-context: broken\n\
          clusters:\n- name: test\n  cluster: {{server: \"{url}\"}}\n\
@@ -759,4 +761,41 @@ fn clusterrole_grants_read_only_on_exactly_the_watched_kinds() {
     for k in ["ServiceAccount", "ClusterRole", "ClusterRoleBinding"] {
         assert!(kinds.iter().any(|x| x == k), "missing {k}");
     }
+}
+
+/// `podwire capture --kube` follows the cluster live while it captures: it starts the
+/// watchers against the in-test API server and its capture health reports the cluster state
+/// as live. Needs root (an AF_PACKET socket on loopback).
+#[test]
+fn live_capture_follows_the_api_server_with_kube() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        println!("live_capture_follows_the_api_server_with_kube: skipped: not root");
+        return;
+    }
+    let shared = Shared::new();
+    load_fixtures(&shared);
+    let server = ApiServer::start(shared.clone(), 0);
+    let kc = kubeconfig(&server.url());
+    let kc_s = kc.to_string_lossy();
+    let (code, stderr) = podwire(&[
+        "capture",
+        "--headless",
+        "--format",
+        "jsonl",
+        "--interface",
+        "lo",
+        "--duration",
+        "6",
+        "--kube",
+        "--kubeconfig",
+        &kc_s,
+        "--context",
+        "test",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("cluster: live"),
+        "health names the live cluster state: {stderr}"
+    );
 }
