@@ -767,6 +767,9 @@ fn engine_config(args: &CaptureArgs) -> EngineConfig {
     config.table.tcp_closed_idle_ns = args.tcp_closed_idle.saturating_mul(1_000_000_000);
     config.table.other_idle_ns = args.udp_idle.saturating_mul(1_000_000_000);
     config.table.sweep_interval_ns = 1_000_000_000;
+    // Live timestamps come from each capture thread when it receives a frame: on a busy node
+    // the copies of one packet on a veth and on the bridge can be stamped far apart.
+    config.dedup_window_ns = 500_000_000;
     config
 }
 

@@ -123,7 +123,11 @@ impl FlowTable {
         let (flow, created) = match self.flows.entry(key) {
             Entry::Occupied(entry) => {
                 let flow = entry.into_mut();
-                if fresh_syn && flow.tcp.as_ref().is_some_and(TcpTracker::is_finished) {
+                let reused = fresh_syn
+                    && flow.tcp.as_ref().is_some_and(|t| {
+                        t.is_finished() && !tcp.is_some_and(|meta| t.is_own_syn(meta.seq))
+                    });
+                if reused {
                     let mut old = std::mem::replace(flow, new_flow());
                     old.end = EndReason::Reused;
                     self.counters.reused += 1;

@@ -47,6 +47,9 @@ pub struct TcpTracker {
     /// SYN → final ACK as seen at the capture point.
     pub rtt_ns: Option<u64>,
     syn_ns: Option<TimestampNs>,
+    /// Sequence number of the initiator's SYN: a SYN carrying it again is a retransmission
+    /// or a copy, never a new connection.
+    syn_seq: Option<u32>,
     /// Set when the handshake completes, cleared by [`TcpTracker::take_new_rtt`].
     rtt_unreported: bool,
     synack_seq: Option<u32>,
@@ -65,6 +68,7 @@ impl TcpTracker {
             midstream: !syn,
             rtt_ns: None,
             syn_ns: None,
+            syn_seq: None,
             rtt_unreported: false,
             synack_seq: None,
             fin_fwd: false,
@@ -73,6 +77,7 @@ impl TcpTracker {
         if syn && !ack {
             tracker.state = TcpState::SynSent;
             tracker.syn_ns = Some(ts);
+            tracker.syn_seq = Some(first.seq);
         } else if syn && ack {
             tracker.state = TcpState::SynReceived;
             tracker.synack_seq = Some(first.seq);
@@ -141,6 +146,12 @@ impl TcpTracker {
     /// True when a fresh SYN on this 5-tuple must start a new connection.
     pub fn is_finished(&self) -> bool {
         matches!(self.state, TcpState::Closed | TcpState::Reset)
+    }
+
+    /// True when `syn_seq` is the sequence number of this connection's own SYN (a late copy
+    /// seen on another interface, or a retransmission): such a SYN must not start a new flow.
+    pub fn is_own_syn(&self, syn_seq: u32) -> bool {
+        self.syn_seq == Some(syn_seq)
     }
 
     /// True when the connection was refused or never answered (no handshake, ended or half-open).

@@ -205,3 +205,15 @@ fn per_flow_state_stays_small() {
     );
     assert!(per_entry <= 320, "{per_entry} bytes per table entry");
 }
+
+#[test]
+fn a_late_copy_of_the_syn_after_close_does_not_start_a_new_flow() {
+    let mut table = FlowTable::new(FlowTableConfig::default());
+    let (key, from_a) = FlowKey::from_packet(6, ep(1, 1000), ep(2, 80), false);
+    table.packet(key, from_a, 1, 60, tcp(TcpMeta::SYN, 7, 0));
+    table.packet(key, !from_a, 2, 60, tcp(TcpMeta::RST | TcpMeta::ACK, 0, 8));
+    // The same SYN again (seen late on another interface): still the same connection.
+    table.packet(key, from_a, 3, 60, tcp(TcpMeta::SYN, 7, 0));
+    assert_eq!(table.counters.reused, 0);
+    assert_eq!(table.live(), 1);
+}
