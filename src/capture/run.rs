@@ -1065,39 +1065,21 @@ impl<'a> EngineThread<'a> {
         let flows = self.engine.drain_finished();
         for flow in &flows {
             self.updates.remove(&flow.key);
-            self.write_flow(flow, false)?;
+            self.write_flow(flow)?;
         }
         self.flows_reported += flows.len() as u64;
         Ok(())
     }
 
-    fn write_flow(&mut self, flow: &Flow, update: bool) -> Result<()> {
+    /// Writes a flow's final record (update records of long flows come from
+    /// `emit_updates`, built from summaries).
+    fn write_flow(&mut self, flow: &Flow) -> Result<()> {
         let enrichment = self.engine.enrich(flow);
         let enrichment = enrichment.as_ref();
         match (self.format, self.table.as_mut()) {
-            (LiveFormat::Table, Some(t)) => {
-                if !update {
-                    t.write(flow, enrichment)?;
-                }
-            }
+            (LiveFormat::Table, Some(t)) => t.write(flow, enrichment)?,
             _ => {
-                if update {
-                    #[derive(Serialize)]
-                    struct Update<'a> {
-                        update: bool,
-                        #[serde(flatten)]
-                        flow: FlowRecord<'a>,
-                    }
-                    serde_json::to_writer(
-                        &mut self.out,
-                        &Update {
-                            update: true,
-                            flow: FlowRecord::from_flow(flow, enrichment),
-                        },
-                    )?;
-                } else {
-                    serde_json::to_writer(&mut self.out, &FlowRecord::from_flow(flow, enrichment))?;
-                }
+                serde_json::to_writer(&mut self.out, &FlowRecord::from_flow(flow, enrichment))?;
                 self.out.write_all(b"\n")?;
             }
         }

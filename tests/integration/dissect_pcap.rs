@@ -135,21 +135,8 @@ fn looks_like_capture(path: &Path) -> bool {
 
 /// Every capture file below `dir`, sorted.
 pub fn captures(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.is_file() && looks_like_capture(&path) {
-                out.push(path);
-            }
-        }
-    }
-    out.sort();
-    out
+    crate::common::files_below(dir)
+        .into_iter()
+        .filter(|p| looks_like_capture(p))
+        .collect()
 }
