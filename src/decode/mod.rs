@@ -39,13 +39,21 @@ pub mod ipproto {
 
     /// The lowercase name used in output, or the number as a string.
     pub fn name(proto: u8) -> std::borrow::Cow<'static, str> {
+        match known_name(proto) {
+            Some(name) => name.into(),
+            None => proto.to_string().into(),
+        }
+    }
+
+    /// The lowercase name of a protocol that has one in output.
+    pub fn known_name(proto: u8) -> Option<&'static str> {
         match proto {
-            TCP => "tcp".into(),
-            UDP => "udp".into(),
-            ICMP => "icmp".into(),
-            ICMPV6 => "icmpv6".into(),
-            SCTP => "sctp".into(),
-            other => other.to_string().into(),
+            TCP => Some("tcp"),
+            UDP => Some("udp"),
+            ICMP => Some("icmp"),
+            ICMPV6 => Some("icmpv6"),
+            SCTP => Some("sctp"),
+            _ => None,
         }
     }
 }

@@ -133,6 +133,36 @@ pub enum App {
 }
 
 impl App {
+    /// Every protocol, in declaration order.
+    pub const ALL: [App; 26] = [
+        App::Unknown,
+        App::Tls,
+        App::Http,
+        App::Http2,
+        App::Grpc,
+        App::Dns,
+        App::Ssh,
+        App::Postgres,
+        App::Mysql,
+        App::Redis,
+        App::Mongodb,
+        App::Kafka,
+        App::Amqp,
+        App::Mqtt,
+        App::Memcached,
+        App::Ldap,
+        App::Smtp,
+        App::Imap,
+        App::Pop3,
+        App::Ftp,
+        App::Telnet,
+        App::Quic,
+        App::Dtls,
+        App::Wireguard,
+        App::Ipsec,
+        App::Ike,
+    ];
+
     /// Lowercase name, as serialized.
     pub fn name(self) -> &'static str {
         match self {
@@ -179,6 +209,17 @@ pub enum Encryption {
     Unknown,
 }
 
+impl Encryption {
+    /// The serialized name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Encryption::Encrypted => "encrypted",
+            Encryption::Plaintext => "plaintext",
+            Encryption::Unknown => "unknown",
+        }
+    }
+}
+
 /// Byte-statistics hint for flows whose protocol is unknown. A hint, not a verdict.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -191,6 +232,18 @@ pub enum ByteHint {
     Binary,
     /// Too few bytes to say.
     TooFewBytes,
+}
+
+impl ByteHint {
+    /// The serialized name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ByteHint::HighEntropy => "high_entropy",
+            ByteHint::Printable => "printable",
+            ByteHint::Binary => "binary",
+            ByteHint::TooFewBytes => "too_few_bytes",
+        }
+    }
 }
 
 /// A STARTTLS-style upgrade (SMTP/IMAP/POP3 STARTTLS, FTP AUTH TLS, Postgres SSLRequest,

@@ -91,6 +91,18 @@ pub enum EndReason {
     Reused,
 }
 
+impl EndReason {
+    /// The serialized name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::Active => "active",
+            EndReason::Idle => "idle",
+            EndReason::Evicted => "evicted",
+            EndReason::Reused => "reused",
+        }
+    }
+}
+
 /// A bidirectional conversation.
 pub struct Flow {
     pub key: FlowKey,

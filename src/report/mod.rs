@@ -4,6 +4,8 @@
 //! never renamed. Every string here comes from typed data (addresses, enums) or has been
 //! sanitized before it reached the flow, so output is safe to print to a terminal.
 
+pub mod jsonl;
+
 use std::io::{self, Write};
 
 use serde::Serialize;
@@ -135,6 +137,8 @@ pub struct FlowWriter<W: Write> {
     out: W,
     format: FlowFormat,
     rows: u64,
+    /// One record is assembled here, then written with one call.
+    scratch: Vec<u8>,
 }
 
 impl<W: Write> FlowWriter<W> {
@@ -143,14 +147,14 @@ impl<W: Write> FlowWriter<W> {
             out,
             format,
             rows: 0,
+            scratch: Vec::with_capacity(1024),
         }
     }
 
     pub fn write(&mut self, flow: &Flow, enrichment: Option<&Enrichment>) -> io::Result<()> {
         match self.format {
             FlowFormat::Jsonl => {
-                serde_json::to_writer(&mut self.out, &FlowRecord::from_flow(flow, enrichment))?;
-                self.out.write_all(b"\n")?;
+                jsonl::write_flow_record(&mut self.out, &mut self.scratch, flow, enrichment)?;
             }
             FlowFormat::Table => {
                 if self.rows == 0 {

@@ -8,6 +8,7 @@ mod dissect_corpus;
 mod dissect_oracle;
 mod dissect_pcap;
 mod findings;
+mod flow_json;
 mod kube_watch;
 mod live_capture;
 mod oracle_flows;
