@@ -7,6 +7,7 @@
 
 mod dedup;
 mod frag;
+mod store;
 mod table;
 mod tcp;
 

@@ -6,11 +6,9 @@
 //! say how many flows left by idle expiry, eviction or port reuse. Which flows expire or are
 //! evicted depends only on packet timestamps, never on hash order, so output is deterministic.
 
-use std::collections::HashMap;
-use std::collections::hash_map::Entry;
-
 use serde::Serialize;
 
+use super::store::FlowStore;
 use super::{EndReason, Flow, FlowKey, TcpTracker};
 use crate::decode::{TcpMeta, ipproto};
 use crate::frame::TimestampNs;
@@ -58,12 +56,10 @@ pub struct TableCounters {
     pub peak_live: u64,
 }
 
-type FlowMap = HashMap<FlowKey, Flow, foldhash::fast::RandomState>;
-
 #[derive(Debug)]
 pub struct FlowTable {
     config: FlowTableConfig,
-    flows: FlowMap,
+    flows: FlowStore,
     finished: Vec<Flow>,
     scratch_keys: Vec<FlowKey>,
     next_serial: u64,
@@ -79,7 +75,7 @@ impl FlowTable {
                 capacity: config.capacity.max(1),
                 ..config
             },
-            flows: FlowMap::default(),
+            flows: FlowStore::default(),
             finished: Vec::new(),
             scratch_keys: Vec::new(),
             next_serial: 0,
@@ -104,8 +100,11 @@ impl FlowTable {
         tcp: Option<TcpMeta>,
     ) -> (&mut Flow, bool) {
         self.advance(ts);
-        if self.flows.len() >= self.config.capacity && !self.flows.contains_key(&key) {
+        let hash = self.flows.hash(&key);
+        let mut found = self.flows.find(hash, &key);
+        if found.is_none() && self.flows.len() >= self.config.capacity {
             self.evict_oldest();
+            found = self.flows.find(hash, &key);
         }
         let fresh_syn = tcp.is_some_and(|t| t.has(TcpMeta::SYN) && !t.has(TcpMeta::ACK));
         let serial = self.next_serial;
@@ -120,9 +119,9 @@ impl FlowTable {
         };
         // One hash lookup per packet: this is the hot path.
         let live = self.flows.len() as u64;
-        let (flow, created) = match self.flows.entry(key) {
-            Entry::Occupied(entry) => {
-                let flow = entry.into_mut();
+        let (flow, created) = match found {
+            Some(index) => {
+                let flow = self.flows.get_mut(index);
                 let reused = fresh_syn
                     && flow.tcp.as_ref().is_some_and(|t| {
                         t.is_finished() && !tcp.is_some_and(|meta| t.is_own_syn(meta.seq))
@@ -137,9 +136,10 @@ impl FlowTable {
                     (flow, false)
                 }
             }
-            Entry::Vacant(entry) => {
+            None => {
                 self.counters.peak_live = self.counters.peak_live.max(live + 1);
-                (entry.insert(new_flow()), true)
+                let index = self.flows.insert(hash, new_flow());
+                (self.flows.get_mut(index), true)
             }
         };
         let fwd = from_a == flow.initiator_is_a;
@@ -162,7 +162,8 @@ impl FlowTable {
 
     /// Looks up a live flow.
     pub fn get_mut(&mut self, key: &FlowKey) -> Option<&mut Flow> {
-        self.flows.get_mut(key)
+        let index = self.flows.find(self.flows.hash(key), key)?;
+        Some(self.flows.get_mut(index))
     }
 
     /// Moves packet time forward (monotonic) and sweeps idle flows when due.
@@ -248,23 +249,17 @@ impl FlowTable {
 
     /// Ends the input: every live flow moves to the finished queue, ordered by first packet.
     ///
-    /// Only the small ordering keys are sorted; each flow moves once, straight from the table
-    /// into the queue, and the table's memory is released afterwards — moving whole flows
-    /// through a temporary vector made the end of a run its memory peak (three copies).
+    /// The store's chunks are freed as their flows move out, so the end of a run holds one
+    /// copy of the live flows (it used to hold three: table, temporary vector, queue).
     pub fn finish(&mut self) {
-        let mut order: Vec<(TimestampNs, u64, FlowKey)> = self
-            .flows
-            .values()
-            .map(|f| (f.first_ns, f.serial, f.key))
-            .collect();
-        order.sort_unstable();
-        self.finished.reserve_exact(order.len());
-        for (_, _, key) in order {
-            if let Some(flow) = self.flows.remove(&key) {
-                self.finished.push(flow);
-            }
+        let mut rest = self.flows.take_all();
+        // Serials are unique, so the unstable (in-place, allocation-free) sort is deterministic.
+        rest.sort_unstable_by_key(|f| (f.first_ns, f.serial));
+        if self.finished.is_empty() {
+            self.finished = rest;
+        } else {
+            self.finished.append(&mut rest);
         }
-        self.flows = FlowMap::default();
     }
 
     pub fn live(&self) -> usize {
