@@ -21,6 +21,10 @@ pub fn sanitize(raw: &str) -> String {
 /// Replaces every control, format-override or otherwise dangerous character with a visible
 /// escape (`\xNN` / `\u{NNNN}`) and truncates to `max_chars` characters (marking the cut with `…`).
 pub fn sanitize_capped(raw: &str, max_chars: usize) -> String {
+    // Fast path for the common case (host names, SNIs): printable ASCII within the cap.
+    if raw.len() <= max_chars && raw.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return raw.to_owned();
+    }
     let mut out = String::with_capacity(raw.len().min(max_chars * 2));
     for (count, ch) in raw.chars().enumerate() {
         if count >= max_chars {

@@ -403,9 +403,8 @@ impl DnsNames {
                 DnsRdata::Aaaa(v6) => IpAddr::V6(v6),
                 DnsRdata::Cname(_) => continue,
             };
-            let mut names: Vec<&str> = f.queries.iter().map(|q| q.name.as_str()).collect();
-            names.push(a.name.as_str());
-            for n in names {
+            let queried = f.queries.iter().map(|q| q.name.as_str());
+            for n in queried.chain(std::iter::once(a.name.as_str())) {
                 self.insert(ip, n);
             }
         }
@@ -430,12 +429,19 @@ impl DnsNames {
             }
             e.0.push(name.to_string());
         }
-        let ips = self.by_name.entry(name.to_string()).or_default();
-        if !ips.contains(&ip) {
-            if ips.len() >= IPS_PER_NAME {
-                ips.remove(0);
+        // Look up before inserting: the name is only copied the first time it is seen.
+        match self.by_name.get_mut(name) {
+            Some(ips) => {
+                if !ips.contains(&ip) {
+                    if ips.len() >= IPS_PER_NAME {
+                        ips.remove(0);
+                    }
+                    ips.push(ip);
+                }
             }
-            ips.push(ip);
+            None => {
+                self.by_name.insert(name.to_string(), vec![ip]);
+            }
         }
     }
 
