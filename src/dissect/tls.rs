@@ -261,35 +261,48 @@ fn client_hello_facts(
             }
         }
     }
-    let join16 = |v: &mut dyn Iterator<Item = u16>| {
-        v.filter(|x| !is_grease(*x))
-            .map(|x| x.to_string())
-            .collect::<Vec<_>>()
-            .join("-")
-    };
-    let ja3 = format!(
-        "{},{},{},{},{}",
-        version,
-        join16(&mut ciphers.iter().copied()),
-        join16(&mut ext_types.iter().copied()),
-        join16(&mut groups.iter().copied()),
-        formats
-            .iter()
-            .map(|x| x.to_string())
-            .collect::<Vec<_>>()
-            .join("-")
+    // The JA3 string is assembled in one buffer (no per-number strings): this runs once per
+    // TLS flow and showed up in the pipeline's profile.
+    let mut ja3 = String::with_capacity(256);
+    push_number(&mut ja3, version);
+    ja3.push(',');
+    push_joined(&mut ja3, ciphers.iter().copied().filter(|x| !is_grease(*x)));
+    ja3.push(',');
+    push_joined(
+        &mut ja3,
+        ext_types.iter().copied().filter(|x| !is_grease(*x)),
     );
+    ja3.push(',');
+    push_joined(&mut ja3, groups.iter().copied().filter(|x| !is_grease(*x)));
+    ja3.push(',');
+    push_joined(&mut ja3, formats.iter().map(|&x| u16::from(x)));
     f.ja3 = Some(md5_hex(ja3.as_bytes()));
     sni.filter(|s| !s.is_empty())
 }
 
 fn md5_hex(b: &[u8]) -> String {
-    let d = Md5::digest(b);
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digest = Md5::digest(b);
     let mut s = String::with_capacity(32);
-    for x in d.iter() {
-        s.push_str(&format!("{x:02x}"));
+    for x in digest.iter() {
+        s.push(char::from(HEX[usize::from(x >> 4)]));
+        s.push(char::from(HEX[usize::from(x & 0x0f)]));
     }
     s
+}
+
+fn push_number(out: &mut String, value: u16) {
+    out.push_str(itoa::Buffer::new().format(value));
+}
+
+/// Appends decimal numbers joined by '-' (the JA3 list format).
+fn push_joined(out: &mut String, values: impl Iterator<Item = u16>) {
+    for (i, value) in values.enumerate() {
+        if i > 0 {
+            out.push('-');
+        }
+        push_number(out, value);
+    }
 }
 
 /// Server-side facts from a ServerHello. Returns true when it is a HelloRetryRequest.
@@ -332,16 +345,12 @@ fn server_hello_facts(
     }
     f.selected_version = Some(version_name(selected));
     f.cipher_suite = Some(cipher_name(cipher));
-    let ja3s = format!(
-        "{},{},{}",
-        version,
-        cipher,
-        ext_types
-            .iter()
-            .map(|x| x.to_string())
-            .collect::<Vec<_>>()
-            .join("-")
-    );
+    let mut ja3s = String::with_capacity(64);
+    push_number(&mut ja3s, version);
+    ja3s.push(',');
+    push_number(&mut ja3s, cipher);
+    ja3s.push(',');
+    push_joined(&mut ja3s, ext_types.iter().copied());
     f.ja3s = Some(md5_hex(ja3s.as_bytes()));
     false
 }
