@@ -1035,7 +1035,9 @@ impl<'a> EngineThread<'a> {
                                 self.quit = true;
                             }
                         }
-                        None => self.engine.ingest(&frame),
+                        None => {
+                            self.engine.ingest(&frame);
+                        }
                     }
                     self.frames += 1;
                     if let (Some(p), Some(pid)) = (self.pcap.as_mut(), pcap_id) {
