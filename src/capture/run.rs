@@ -137,6 +137,9 @@ pub struct CaptureArgs {
     /// Idle timeout in seconds for UDP and other flows.
     #[arg(long, default_value_t = 60)]
     pub udp_idle: u64,
+    /// The TUI's packet ring (`e` / `:export`); unused with --headless.
+    #[command(flatten)]
+    pub ring: crate::tui::RingArgs,
 }
 
 static SIGNALLED: AtomicBool = AtomicBool::new(false);
@@ -699,7 +702,8 @@ fn run_tui(
             None => Ok(()),
         }
     })
-    .with_engine_config(engine_config(args));
+    .with_engine_config(engine_config(args))
+    .with_packet_ring(args.ring.caps());
     if let (Some(state), Some(path)) = (cluster, &args.cluster) {
         source = source.with_cluster(
             state.clone(),
