@@ -153,11 +153,6 @@ impl Attribution {
     pub fn is_none(&self) -> bool {
         self.flow.is_none() && self.carrier.is_none()
     }
-
-    /// True when the flow with this serial counted the frame.
-    pub fn counted_in(&self, serial: u64) -> bool {
-        self.flow == Some(serial) || self.carrier == Some(serial)
-    }
 }
 
 pub struct Engine {

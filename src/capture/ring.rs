@@ -6,11 +6,13 @@
 //! the frames of a set of flow serials when the user exports.
 //!
 //! Guarantees:
-//! - memory is bounded by two caps: the charged bytes (each frame's captured bytes plus
-//!   [`FRAME_OVERHEAD`] for its bookkeeping) never exceed [`RingCaps::bytes`], and the number
-//!   of frames never exceeds [`RingCaps::frames`];
-//! - the oldest frames are evicted first and every eviction is counted; a frame larger than
-//!   the whole byte cap is not stored and counted as `too_large`;
+//! - memory is bounded by two caps: the ring's heap — every frame's own buffer (counted as
+//!   glibc's malloc sizes it, see [`buffer_bytes`]) plus the whole capacity of the index of
+//!   [`ENTRY_BYTES`]-byte entries — never exceeds [`RingCaps::bytes`], and the number of
+//!   frames never exceeds [`RingCaps::frames`]; the index grows by an eighth at a time and
+//!   shrinks back when big frames displaced many small ones, so spare entries stay small;
+//! - the oldest frames are evicted first and every eviction is counted; a frame that does
+//!   not fit in the byte cap on its own is not stored and counted as `too_large`;
 //! - frames are matched to flows by the engine's flow serial ([`crate::flow::Flow::serial`],
 //!   the same number a TUI row carries in `FlowSummary::serial`): unique per engine and stable
 //!   for the flow's life, so a 5-tuple reused by a later connection never mixes the two;
@@ -28,15 +30,17 @@ use crate::frame::{IfaceId, RawFrame, TimestampNs};
 pub const DEFAULT_RING_MIB: usize = 64;
 /// Default frame cap (`--ring-frames`).
 pub const DEFAULT_RING_FRAMES: usize = 1_000_000;
-/// Bytes charged per frame on top of its captured bytes: the entry in the ring plus the
-/// allocator's header and rounding for the frame's own buffer (measured, see docs/capture.md).
-pub const FRAME_OVERHEAD: usize = std::mem::size_of::<StoredFrame>() + 16;
+/// Bytes of one entry in the ring's index (timestamp, interface, link type, lengths, flows
+/// and the pointer to the frame's own buffer).
+pub const ENTRY_BYTES: usize = std::mem::size_of::<StoredFrame>();
+// The per-frame overhead documented in docs/capture.md: keep an entry this small.
+const _: () = assert!(ENTRY_BYTES <= 56);
 
 /// The ring's two caps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RingCaps {
-    /// Most bytes charged (captured bytes plus [`FRAME_OVERHEAD`] per frame); 0 turns the
-    /// ring off.
+    /// Most bytes of memory: frame buffers (with the allocator's header and rounding) plus
+    /// the index's capacity of [`ENTRY_BYTES`] entries; 0 turns the ring off.
     pub bytes: usize,
     /// Most frames held; 0 turns the ring off.
     pub frames: usize,
@@ -72,20 +76,42 @@ pub struct StoredFrame {
     pub iface: IfaceId,
     pub link: u32,
     pub orig_len: u32,
-    /// The flows that counted this frame.
-    pub flows: Attribution,
+    /// Serial of the flow that counted this frame ([`NO_FLOW`]: none); see [`Self::flows`].
+    flow: u64,
+    /// Serial of the tunnel carrier flow that counted it ([`NO_FLOW`]: none).
+    carrier: u64,
     pub data: Box<[u8]>,
 }
 
+/// Marks a missing serial in [`StoredFrame`] (two plain `u64`s keep an entry 16 bytes
+/// smaller than two `Option<u64>`s; engine serials count up from 0 and never reach it).
+const NO_FLOW: u64 = u64::MAX;
+
 impl StoredFrame {
-    /// Bytes this frame is charged against the byte cap.
-    pub fn charge(&self) -> usize {
-        charge_of(self.data.len())
+    /// The flows that counted this frame.
+    pub fn flows(&self) -> Attribution {
+        let some = |serial: u64| (serial != NO_FLOW).then_some(serial);
+        Attribution {
+            flow: some(self.flow),
+            carrier: some(self.carrier),
+        }
+    }
+
+    /// True when the flow with this serial counted the frame.
+    fn counted_in(&self, mut wanted: impl FnMut(u64) -> bool) -> bool {
+        (self.flow != NO_FLOW && wanted(self.flow))
+            || (self.carrier != NO_FLOW && wanted(self.carrier))
     }
 }
 
-fn charge_of(captured: usize) -> usize {
-    captured.saturating_add(FRAME_OVERHEAD)
+/// Heap bytes of a frame's own buffer: glibc's malloc adds an 8-byte header, rounds to 16
+/// and never hands out less than 32; an empty buffer allocates nothing.
+pub fn buffer_bytes(captured: usize) -> usize {
+    if captured == 0 {
+        0
+    } else {
+        captured.saturating_add(8).next_multiple_of(16).max(32)
+    }
 }
 
 /// The ring's counters (shown in the Stats view and in export results).
@@ -94,12 +120,13 @@ pub struct RingCounters {
     pub caps: Option<RingCaps>,
     /// Frames held now.
     pub frames: usize,
-    /// Bytes charged now (at most `caps.bytes`).
+    /// Memory used now (frame buffers plus the index's capacity; at most `caps.bytes`).
     pub bytes: usize,
     /// Frames pushed out (oldest first) to stay within the caps.
     pub evicted_frames: u64,
+    /// Captured bytes of those frames.
     pub evicted_bytes: u64,
-    /// Frames not stored because one alone exceeds the byte cap.
+    /// Frames not stored because one alone does not fit in the byte cap.
     pub too_large: u64,
 }
 
@@ -108,7 +135,8 @@ pub struct RingCounters {
 pub struct PacketRing {
     caps: RingCaps,
     frames: VecDeque<StoredFrame>,
-    bytes: usize,
+    /// Sum of [`buffer_bytes`] over the frames held.
+    buffer_bytes: usize,
     evicted_frames: u64,
     evicted_bytes: u64,
     too_large: u64,
@@ -119,7 +147,7 @@ impl PacketRing {
         PacketRing {
             caps,
             frames: VecDeque::new(),
-            bytes: 0,
+            buffer_bytes: 0,
             evicted_frames: 0,
             evicted_bytes: 0,
             too_large: 0,
@@ -130,38 +158,88 @@ impl PacketRing {
         self.caps
     }
 
+    /// Memory used: frame buffers plus the index's whole capacity.
+    pub fn bytes(&self) -> usize {
+        self.buffer_bytes + self.frames.capacity() * ENTRY_BYTES
+    }
+
+    /// How many index entries to add when the index is full: an eighth of its length (so
+    /// spare entries cost at most ~9 bytes per frame held), at least 16 when that is a small
+    /// share of the cap, else one.
+    fn growth(&self, len: usize) -> usize {
+        let floor = 16.min(self.caps.bytes / (64 * ENTRY_BYTES)).max(1);
+        (len / 8).max(floor)
+    }
+
     /// Keeps a copy of `frame` if a flow counted it, evicting the oldest frames as needed.
     pub fn push(&mut self, frame: &RawFrame<'_>, flows: Attribution) {
         if flows.is_none() || !self.caps.enabled() {
             return;
         }
-        let charge = charge_of(frame.data.len());
-        if charge > self.caps.bytes {
+        let charge = buffer_bytes(frame.data.len());
+        if charge.saturating_add(ENTRY_BYTES) > self.caps.bytes {
             self.too_large += 1;
             return;
         }
-        while !self.frames.is_empty()
-            && (self.bytes + charge > self.caps.bytes || self.frames.len() >= self.caps.frames)
-        {
+        loop {
+            let (len, capacity) = (self.frames.len(), self.frames.capacity());
+            if len >= self.caps.frames {
+                self.evict_oldest();
+                continue;
+            }
+            if len < capacity {
+                if self.buffer_bytes + charge + capacity * ENTRY_BYTES <= self.caps.bytes {
+                    break;
+                }
+                if len == 0 {
+                    // Only an index sized for many smaller frames is in the way.
+                    self.frames.shrink_to(1);
+                    if self.frames.capacity() > 1 {
+                        self.too_large += 1;
+                        return;
+                    }
+                    continue;
+                }
+                self.evict_oldest();
+                continue;
+            }
+            // The index is full: grow it if that fits, else make room by evicting.
+            let room = self.caps.bytes.saturating_sub(self.buffer_bytes + charge) / ENTRY_BYTES;
+            let target = (len + self.growth(len)).min(self.caps.frames).min(room);
+            if target > len {
+                self.frames.reserve_exact(target - len);
+                if self.bytes() + charge <= self.caps.bytes {
+                    break;
+                }
+            }
+            if len == 0 {
+                self.too_large += 1;
+                return;
+            }
             self.evict_oldest();
         }
-        self.bytes += charge;
+        self.buffer_bytes += charge;
         self.frames.push_back(StoredFrame {
             ts_ns: frame.ts_ns,
             iface: frame.iface,
             link: frame.link,
             orig_len: frame.orig_len,
-            flows,
+            flow: flows.flow.unwrap_or(NO_FLOW),
+            carrier: flows.carrier.unwrap_or(NO_FLOW),
             data: frame.data.into(),
         });
+        // After many small frames gave way to big ones, return the index's spare entries.
+        let len = self.frames.len();
+        if self.frames.capacity() > len + 2 * self.growth(len) {
+            self.frames.shrink_to(len + self.growth(len));
+        }
     }
 
     fn evict_oldest(&mut self) {
         if let Some(old) = self.frames.pop_front() {
-            let charge = old.charge();
-            self.bytes -= charge;
+            self.buffer_bytes -= buffer_bytes(old.data.len());
             self.evicted_frames += 1;
-            self.evicted_bytes += charge as u64;
+            self.evicted_bytes += old.data.len() as u64;
         }
     }
 
@@ -175,9 +253,9 @@ impl PacketRing {
         &'a self,
         mut wanted: impl FnMut(u64) -> bool + 'a,
     ) -> impl Iterator<Item = &'a StoredFrame> + 'a {
-        self.frames.iter().filter(move |f| {
-            f.flows.flow.is_some_and(&mut wanted) || f.flows.carrier.is_some_and(&mut wanted)
-        })
+        self.frames
+            .iter()
+            .filter(move |f| f.counted_in(&mut wanted))
     }
 
     pub fn len(&self) -> usize {
@@ -192,7 +270,7 @@ impl PacketRing {
         RingCounters {
             caps: Some(self.caps),
             frames: self.frames.len(),
-            bytes: self.bytes,
+            bytes: self.bytes(),
             evicted_frames: self.evicted_frames,
             evicted_bytes: self.evicted_bytes,
             too_large: self.too_large,
@@ -230,25 +308,35 @@ mod tests {
         ring.push(&frame(7, b"abc"), counted(3));
         let held: Vec<&StoredFrame> = ring.iter().collect();
         assert_eq!(held.len(), 1);
+        let f = held[0];
         assert_eq!(
-            *held[0],
-            StoredFrame {
-                ts_ns: 7,
-                iface: 1,
-                link: linktype::ETHERNET,
-                orig_len: 7,
-                flows: counted(3),
-                data: b"abc".to_vec().into(),
-            }
+            (f.ts_ns, f.iface, f.link, f.orig_len, &*f.data),
+            (7, 1, linktype::ETHERNET, 7, &b"abc"[..])
         );
-        assert_eq!(ring.counters().bytes, 3 + FRAME_OVERHEAD);
+        assert_eq!(f.flows(), counted(3));
+        assert_eq!(
+            ring.counters().bytes,
+            32 + ENTRY_BYTES * ring.frames.capacity()
+        );
+        assert_eq!(ring.counters().bytes, ring.bytes());
+    }
+
+    #[test]
+    fn buffers_are_counted_as_malloc_sizes_them() {
+        assert_eq!(buffer_bytes(0), 0);
+        assert_eq!(buffer_bytes(1), 32);
+        assert_eq!(buffer_bytes(24), 32);
+        assert_eq!(buffer_bytes(25), 48);
+        assert_eq!(buffer_bytes(100), 112);
+        assert_eq!(buffer_bytes(1514), 1536);
     }
 
     #[test]
     fn byte_cap_evicts_oldest_first_and_counts() {
-        // Room for exactly three 100-byte frames.
+        // Room for exactly three 100-byte frames and their three index entries (a cap this
+        // small grows the index one entry at a time).
         let caps = RingCaps {
-            bytes: 3 * charge_of(100),
+            bytes: 3 * (buffer_bytes(100) + ENTRY_BYTES),
             frames: 100,
         };
         let mut ring = PacketRing::new(caps);
@@ -260,8 +348,8 @@ mod tests {
         assert_eq!(kept, vec![2, 3, 4]);
         let c = ring.counters();
         assert_eq!(c.evicted_frames, 2);
-        assert_eq!(c.evicted_bytes, 2 * charge_of(100) as u64);
-        assert_eq!(c.bytes, 3 * charge_of(100));
+        assert_eq!(c.evicted_bytes, 200);
+        assert_eq!(c.bytes, caps.bytes);
         // A bigger frame pushes out as many old ones as it needs.
         ring.push(&frame(9, &[1u8; 150]), counted(9));
         let kept: Vec<u64> = ring.iter().map(|f| f.ts_ns).collect();
@@ -287,13 +375,13 @@ mod tests {
     #[test]
     fn frames_no_flow_counted_and_oversized_frames_are_not_kept() {
         let mut ring = PacketRing::new(RingCaps {
-            bytes: charge_of(10),
+            bytes: buffer_bytes(10) + ENTRY_BYTES,
             frames: 10,
         });
         ring.push(&frame(1, b"dup"), Attribution::default());
         assert!(ring.is_empty());
         ring.push(&frame(2, &[0u8; 10]), counted(1));
-        ring.push(&frame(3, &[0u8; 11]), counted(1));
+        ring.push(&frame(3, &[0u8; 30]), counted(1));
         let kept: Vec<u64> = ring.iter().map(|f| f.ts_ns).collect();
         assert_eq!(kept, vec![2], "the oversized frame evicts nothing");
         assert_eq!(ring.counters().too_large, 1);
@@ -339,8 +427,8 @@ mod tests {
     proptest! {
         #[test]
         fn never_exceeds_its_caps(
-            cap_bytes in 0usize..4096,
-            cap_frames in 0usize..20,
+            cap_bytes in 0usize..20_000,
+            cap_frames in 0usize..200,
             sizes in proptest::collection::vec(0usize..600, 0..200),
         ) {
             let caps = RingCaps { bytes: cap_bytes, frames: cap_frames };
@@ -352,12 +440,15 @@ mod tests {
                 let c = ring.counters();
                 prop_assert!(c.bytes <= cap_bytes);
                 prop_assert!(c.frames <= cap_frames);
-                let charged: usize = ring.iter().map(StoredFrame::charge).sum();
-                prop_assert_eq!(charged, c.bytes);
-                if caps.enabled() && charge_of(*size) <= cap_bytes {
+                let buffers: usize = ring.iter().map(|f| buffer_bytes(f.data.len())).sum();
+                prop_assert_eq!(buffers + ring.frames.capacity() * ENTRY_BYTES, c.bytes);
+                if caps.enabled() && buffer_bytes(*size) + ENTRY_BYTES <= cap_bytes {
                     stored += 1;
                     // The newest frame is always kept when it fits at all.
                     prop_assert_eq!(ring.iter().last().map(|f| f.ts_ns), Some(i as u64));
+                    // Spare index entries stay within two growth steps.
+                    let len = ring.len();
+                    prop_assert!(ring.frames.capacity() <= len + 2 * ring.growth(len));
                 }
                 prop_assert_eq!(c.frames as u64 + c.evicted_frames, stored);
                 // Oldest first: what remains is the newest suffix, in order.

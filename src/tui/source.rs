@@ -764,10 +764,8 @@ impl Feeder {
         let mut held: std::collections::HashMap<u64, u64> = std::collections::HashMap::new();
         let mut interfaces: Vec<(IfaceId, u32)> = Vec::new();
         for frame in self.packets.frames_of(|s| wanted.contains(&s)) {
-            for serial in [frame.flows.flow, frame.flows.carrier]
-                .into_iter()
-                .flatten()
-            {
+            let flows = frame.flows();
+            for serial in [flows.flow, flows.carrier].into_iter().flatten() {
                 if wanted.contains(&serial) {
                     *held.entry(serial).or_default() += 1;
                 }
