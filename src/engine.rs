@@ -230,6 +230,11 @@ impl Engine {
         }
     }
 
+    /// The interfaces declared with [`Engine::add_interface`], in order.
+    pub fn declared_interfaces(&self) -> &[InterfaceInfo] {
+        &self.declared
+    }
+
     /// Ingests one frame and says which flows counted it (nothing for undecodable frames
     /// and de-duplicated copies).
     pub fn ingest(&mut self, frame: &RawFrame<'_>) -> Attribution {

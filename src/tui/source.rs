@@ -445,6 +445,11 @@ impl Feeder {
         &mut self.engine
     }
 
+    /// The packet ring's fill and evictions (also in every snapshot).
+    pub fn packet_ring(&self) -> RingCounters {
+        self.packets.counters()
+    }
+
     /// True once the UI asked the source to stop: the producer should return.
     pub fn stopped(&self) -> bool {
         self.stop
