@@ -1,11 +1,11 @@
 //! The TUI's state and its one transition function: `update(&mut App, Msg) -> Vec<Effect>`.
 //!
 //! Pure: no I/O, no clock, no threads. Everything the shell observes (keys, mouse, resizes,
-//! snapshots) arrives as a [`Msg`]; everything the shell must do (quit, tell the source to
-//! pause or change speed, export packets, save) leaves as an [`Effect`]. The App caches the filtered and
-//! sorted row index of the current snapshot and the derived tables of the current view, and
-//! recomputes them only when their inputs (snapshot, filter, sort, grouping) change, so
-//! drawing a frame only formats the visible rows.
+//! snapshots, export results) arrives as a [`Msg`]; everything the shell must do (quit, tell
+//! the source to pause, change speed or export packets, save) leaves as an [`Effect`]. The App
+//! caches the filtered and sorted row index of the current snapshot and the derived tables of
+//! the current view, and recomputes them only when their inputs (snapshot, filter, sort,
+//! grouping) change, so drawing a frame only formats the visible rows.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -984,10 +984,10 @@ pub fn export_stem(flow: &FlowSummary) -> String {
 /// `e`: the selected flow (or the one whose detail is open) of the Flows view.
 fn export_selected(app: &mut App, effects: &mut Vec<Effect>) {
     if app.view != View::Flows {
-        app.status = Some(
-            "e exports the selected flow of the Flows view; :export [PATH] exports the filtered flows"
-                .into(),
-        );
+        let keys = app.config.keys.keys_for(Action::Export).join("/");
+        app.status = Some(format!(
+            "{keys} exports the selected flow of the Flows view; :export [PATH] the filtered flows"
+        ));
         return;
     }
     let rows = &app.snapshot.rows;
