@@ -183,6 +183,8 @@ fn exported_flow_holds_exactly_its_packets() {
         .filter(|(s, d, _)| *s == 41379 || *d == 41379)
         .count() as u64;
     assert_eq!(original, 2 * expected);
+    let _ = std::fs::remove_file(&path);
+    let _ = std::fs::remove_file(scratch("redis-again.pcapng"));
 }
 
 #[test]
@@ -246,4 +248,6 @@ fn a_small_ring_exports_what_it_still_holds_and_counts_the_rest() {
     if have_tshark() {
         assert_eq!(tshark_frames(&path).len() as u64, outcome.frames_written);
     }
+    let _ = std::fs::remove_file(&path);
+    let _ = std::fs::remove_file(scratch("all-small-ring.pcapng"));
 }
