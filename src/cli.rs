@@ -64,6 +64,8 @@ pub enum Command {
         /// Open the interactive UI even when stdout is not a terminal.
         #[arg(long, conflicts_with = "format")]
         tui: bool,
+        #[command(flatten)]
+        ring: crate::tui::RingArgs,
     },
     /// Replay a capture in the interactive terminal UI, paced by its timestamps.
     Replay(crate::tui::ReplayArgs),
@@ -187,11 +189,15 @@ pub fn run(cli: Cli) -> Result<i32> {
             tuning,
         } => stats(&file, format, &tuning),
         Command::Capture(args) => crate::capture::run::run_capture(&args),
-        Command::Demo { format, tui } => {
+        Command::Demo { format, tui, ring } => {
             let path = demo_capture()?;
             let cluster = path.with_file_name("demo-cluster.yaml");
             if tui || (format.is_none() && io::stdout().is_terminal()) {
-                return crate::tui::demo(&path, cluster.is_file().then_some(cluster.as_path()));
+                return crate::tui::demo(
+                    &path,
+                    cluster.is_file().then_some(cluster.as_path()),
+                    ring,
+                );
             }
             let format = format.unwrap_or(Format::Table);
             let tuning = Tuning {

@@ -140,6 +140,21 @@ fn new_rtt_histogram() -> Histogram<u32> {
         .unwrap_or_else(|_| Histogram::new(2).unwrap_or_else(|_| unreachable!()))
 }
 
+/// Which flows counted a frame: the flow of its (inner) packet and, for a tunnelled frame,
+/// the carrier flow between the nodes. Serials are [`Flow::serial`]s (what rows refer to).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Attribution {
+    pub flow: Option<u64>,
+    pub carrier: Option<u64>,
+}
+
+impl Attribution {
+    /// True when no flow counted the frame.
+    pub fn is_none(&self) -> bool {
+        self.flow.is_none() && self.carrier.is_none()
+    }
+}
+
 pub struct Engine {
     config: EngineConfig,
     table: FlowTable,
@@ -215,8 +230,15 @@ impl Engine {
         }
     }
 
-    /// Ingests one frame.
-    pub fn ingest(&mut self, frame: &RawFrame<'_>) {
+    /// The interfaces declared with [`Engine::add_interface`], in order.
+    pub fn declared_interfaces(&self) -> &[InterfaceInfo] {
+        &self.declared
+    }
+
+    /// Ingests one frame and says which flows counted it (nothing for undecodable frames
+    /// and de-duplicated copies).
+    pub fn ingest(&mut self, frame: &RawFrame<'_>) -> Attribution {
+        let mut attribution = Attribution::default();
         let stats = &mut self.stats;
         stats.frames += 1;
         stats.bytes += u64::from(frame.orig_len);
@@ -238,7 +260,7 @@ impl Engine {
             Err(error) => {
                 self.count_link(frame.link);
                 *self.stats.decode_errors.entry(error.as_str()).or_default() += 1;
-                return;
+                return attribution;
             }
         };
         self.count_link(frame.link);
@@ -253,7 +275,7 @@ impl Engine {
             {
                 flow.ifaces |= bit;
             }
-            return;
+            return attribution;
         }
         if let Some(outer) = decoded.outer {
             self.stats.tunnelled_packets += 1;
@@ -263,12 +285,13 @@ impl Engine {
                 .packet(key, from_a, frame.ts_ns, frame.orig_len, outer.tcp);
             flow.ifaces |= bit;
             flow.tunnel = decoded.tunnel;
+            attribution.carrier = Some(flow.serial);
         }
         if decoded.carrier_only {
-            return;
+            return attribution;
         }
         let Some((key, from_a)) = self.inner_key(&decoded, frame.ts_ns) else {
-            return;
+            return attribution;
         };
         let created_before = self.table.counters.created;
         let inner = &decoded.inner;
@@ -276,6 +299,7 @@ impl Engine {
             .table
             .packet(key, from_a, frame.ts_ns, frame.orig_len, inner.tcp);
         flow.ifaces |= bit;
+        attribution.flow = Some(flow.serial);
         if flow.tunnel.is_none() {
             flow.tunnel = decoded.tunnel;
         }
@@ -316,6 +340,7 @@ impl Engine {
                 .entry(ipproto::name(key.proto).into_owned())
                 .or_default() += 1;
         }
+        attribution
     }
 
     /// The inner packet's flow key, resolving later fragments through the fragment tracker.

@@ -45,6 +45,27 @@ pub fn sanitize_capped(raw: &str, max_chars: usize) -> String {
     out
 }
 
+/// Makes text (from the wire or the cluster) usable inside a file name: ASCII letters, digits,
+/// `.` and `-` are kept, every other character becomes `_`, leading dots are replaced (no
+/// hidden files, no `..`), and the result is at most `max_chars` characters.
+pub fn file_name_part(raw: &str, max_chars: usize) -> String {
+    let mut out: String = raw
+        .chars()
+        .take(max_chars)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if out.starts_with('.') {
+        out = out.replacen('.', "_", 1);
+    }
+    out
+}
+
 /// True for characters that can alter a terminal's state or how surrounding text is read.
 fn is_dangerous(ch: char) -> bool {
     ch.is_control()
@@ -59,6 +80,18 @@ fn is_dangerous(ch: char) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn file_name_parts_are_safe() {
+        assert_eq!(
+            file_name_part("tcp-10.0.0.1-80-fe80::1-443", 64),
+            "tcp-10.0.0.1-80-fe80__1-443"
+        );
+        assert_eq!(file_name_part("../../etc/passwd", 64), "_._.._etc_passwd");
+        assert_eq!(file_name_part("a/b\x1b[31m\u{202e}", 64), "a_b__31m_");
+        assert_eq!(file_name_part("é\n", 64), "__");
+        assert_eq!(file_name_part("abcdef", 3), "abc");
+    }
 
     #[test]
     fn escapes_terminal_control_sequences() {

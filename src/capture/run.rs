@@ -137,6 +137,9 @@ pub struct CaptureArgs {
     /// Idle timeout in seconds for UDP and other flows.
     #[arg(long, default_value_t = 60)]
     pub udp_idle: u64,
+    /// The TUI's packet ring (`e` / `:export`); unused with --headless.
+    #[command(flatten)]
+    pub ring: crate::tui::RingArgs,
 }
 
 static SIGNALLED: AtomicBool = AtomicBool::new(false);
@@ -437,6 +440,20 @@ struct Health<'a> {
     flows_reported: u64,
     /// CPU time of the engine thread (decode, flows, output), in microseconds.
     engine_cpu_us: u64,
+    /// The TUI's packet ring (absent with --headless).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    packet_ring: Option<RingHealth>,
+}
+
+/// The TUI's packet ring in a health record.
+#[derive(Debug, Serialize)]
+struct RingHealth {
+    frames: usize,
+    bytes: usize,
+    cap_bytes: usize,
+    cap_frames: usize,
+    evicted_frames: u64,
+    too_large: u64,
 }
 
 /// Runs `podwire capture`; returns the exit code.
@@ -699,7 +716,8 @@ fn run_tui(
             None => Ok(()),
         }
     })
-    .with_engine_config(engine_config(args));
+    .with_engine_config(engine_config(args))
+    .with_packet_ring(args.ring.caps());
     if let (Some(state), Some(path)) = (cluster, &args.cluster) {
         source = source.with_cluster(
             state.clone(),
@@ -871,6 +889,12 @@ impl<'a> EngineThread<'a> {
 
     /// Hands the capture to the TUI: frames, interfaces and ticks go to `feeder` from now on.
     fn attach(&mut self, feeder: &'a mut Feeder) {
+        // The interfaces opened so far were declared to the headless engine before any frame
+        // arrived: declare them to the TUI's engine too (de-duplication across them, and
+        // their names in exports).
+        for info in self.engine.declared_interfaces() {
+            feeder.interface(info.clone());
+        }
         for info in self
             .engine
             .stats()
@@ -1035,7 +1059,9 @@ impl<'a> EngineThread<'a> {
                                 self.quit = true;
                             }
                         }
-                        None => self.engine.ingest(&frame),
+                        None => {
+                            self.engine.ingest(&frame);
+                        }
                     }
                     self.frames += 1;
                     if let (Some(p), Some(pid)) = (self.pcap.as_mut(), pcap_id) {
@@ -1138,6 +1164,18 @@ impl<'a> EngineThread<'a> {
             Some(feeder) => (feeder.engine().stats(), feeder.engine().live_count()),
             None => (self.engine.stats(), self.engine.live_count()),
         };
+        let packet_ring = self.tui.as_ref().map(|feeder| {
+            let ring = feeder.packet_ring();
+            let caps = ring.caps.unwrap_or_default();
+            RingHealth {
+                frames: ring.frames,
+                bytes: ring.bytes,
+                cap_bytes: caps.bytes,
+                cap_frames: caps.frames,
+                evicted_frames: ring.evicted_frames,
+                too_large: ring.too_large,
+            }
+        });
         let mut dups: HashMap<IfaceId, u64> = HashMap::new();
         for s in &stats.interfaces {
             if let Some(info) = &s.info {
@@ -1198,6 +1236,7 @@ impl<'a> EngineThread<'a> {
             live_flows: live_count,
             flows_reported: self.flows_reported,
             engine_cpu_us: live::thread_cpu_us(),
+            packet_ring,
         };
         (health, totals)
     }

@@ -1,11 +1,11 @@
 //! The TUI's state and its one transition function: `update(&mut App, Msg) -> Vec<Effect>`.
 //!
 //! Pure: no I/O, no clock, no threads. Everything the shell observes (keys, mouse, resizes,
-//! snapshots) arrives as a [`Msg`]; everything the shell must do (quit, tell the source to
-//! pause or change speed, save) leaves as an [`Effect`]. The App caches the filtered and
-//! sorted row index of the current snapshot and the derived tables of the current view, and
-//! recomputes them only when their inputs (snapshot, filter, sort, grouping) change, so
-//! drawing a frame only formats the visible rows.
+//! snapshots, export results) arrives as a [`Msg`]; everything the shell must do (quit, tell
+//! the source to pause, change speed or export packets, save) leaves as an [`Effect`]. The App
+//! caches the filtered and sorted row index of the current snapshot and the derived tables of
+//! the current view, and recomputes them only when their inputs (snapshot, filter, sort,
+//! grouping) change, so drawing a frame only formats the visible rows.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -14,9 +14,12 @@ use std::sync::Arc;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
 use ratatui::layout::Rect;
 
+use crate::summary::FlowSummary;
 use crate::tui::config::{Action, Config};
 use crate::tui::filter::{Filter, FilterError};
-use crate::tui::source::{Control, Snapshot, SourceKind, Speed};
+use crate::tui::source::{
+    Control, ExportFlow, ExportOutcome, ExportRequest, ExportTarget, Snapshot, SourceKind, Speed,
+};
 use crate::tui::viewmodel::{self, Edge, Group, PolicyTable};
 
 /// The views, in tab order.
@@ -212,6 +215,8 @@ pub enum Msg {
     SourceGone,
     /// A message from the shell (e.g. the result of `:save`).
     Notice(String),
+    /// The source finished an export (`e`, `:export`).
+    Exported(ExportOutcome),
 }
 
 /// Output of [`update`], executed by the shell.
@@ -458,9 +463,9 @@ impl App {
 }
 
 /// Commands of `:` mode.
-pub const COMMANDS: [&str; 13] = [
+pub const COMMANDS: [&str; 14] = [
     "flows", "services", "findings", "policies", "suggest", "stats", "ns", "filter", "save",
-    "speed", "help", "q", "quit",
+    "export", "speed", "help", "q", "quit",
 ];
 
 /// Completes a command line: the common continuation of every command (or namespace)
@@ -490,12 +495,15 @@ pub fn complete(input: &str, namespaces: &[String]) -> Option<String> {
     };
     let first = candidates.first()?;
     if candidates.len() == 1 {
-        let suffix =
-            if arg.is_none() && matches!(first.as_str(), "ns" | "save" | "filter" | "speed") {
-                " "
-            } else {
-                ""
-            };
+        let suffix = if arg.is_none()
+            && matches!(
+                first.as_str(),
+                "ns" | "save" | "filter" | "speed" | "export"
+            ) {
+            " "
+        } else {
+            ""
+        };
         return Some(format!("{first}{suffix}"));
     }
     let mut common = first.clone();
@@ -531,6 +539,7 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
             app.status = Some("the engine stopped".into());
         }
         Msg::Notice(text) => app.status = Some(text),
+        Msg::Exported(outcome) => app.status = Some(export_notice(&outcome)),
         Msg::Mouse(mouse) => mouse_event(app, mouse),
         Msg::Key(key) => key_event(app, key, &mut effects),
     }
@@ -831,6 +840,7 @@ fn normal_key(app: &mut App, key: KeyEvent, effects: &mut Vec<Effect>) {
             app.status = Some(format!("speed {}", app.speed.label()));
         }
         Action::Faster | Action::Slower => {}
+        Action::Export => export_selected(app, effects),
         Action::Group => {
             if app.view == View::Services {
                 app.group = match app.group {
@@ -896,6 +906,7 @@ fn command(app: &mut App, line: &str, effects: &mut Vec<Effect>) {
                 effects.push(Effect::Save(PathBuf::from(arg)));
             }
         }
+        "export" => export_filtered(app, arg, effects),
         "speed" => match arg.parse::<Speed>() {
             Ok(speed) if app.kind == SourceKind::Replay => {
                 app.speed = speed;
@@ -911,4 +922,181 @@ fn command(app: &mut App, line: &str, effects: &mut Vec<Effect>) {
             ))
         }
     }
+}
+
+/// One line naming a flow for an export's comment: serial, protocol, endpoints, application
+/// and, with cluster data, the identities.
+pub fn describe_flow(flow: &FlowSummary) -> String {
+    let mut text = format!(
+        "flow #{} {} {} → {}",
+        flow.serial,
+        flow.proto_name(),
+        endpoint(flow.src, flow),
+        endpoint(flow.dst, flow)
+    );
+    text.push_str(&format!(" {}", flow.app.app.name()));
+    if let Some(e) = &flow.enrichment {
+        text.push_str(&format!(
+            " ({} → {})",
+            crate::report::identity_label(&e.src_identity, flow.src.addr),
+            crate::report::identity_label(&e.dst_identity, flow.dst.addr)
+        ));
+    }
+    crate::sanitize::sanitize(&text)
+}
+
+fn endpoint(e: crate::flow::Endpoint, flow: &FlowSummary) -> String {
+    use crate::decode::ipproto;
+    match (flow.proto, e.addr) {
+        (ipproto::TCP | ipproto::UDP | ipproto::SCTP, std::net::IpAddr::V6(a)) => {
+            format!("[{a}]:{}", e.port)
+        }
+        (ipproto::TCP | ipproto::UDP | ipproto::SCTP, a) => format!("{a}:{}", e.port),
+        (_, a) => a.to_string(),
+    }
+}
+
+/// The file-name stem for an export of one flow: `podwire-export-PROTO-SRC-SPORT-DST-DPORT`,
+/// with everything from the wire made safe for a file name.
+pub fn export_stem(flow: &FlowSummary) -> String {
+    let ports = matches!(
+        flow.proto,
+        crate::decode::ipproto::TCP | crate::decode::ipproto::UDP | crate::decode::ipproto::SCTP
+    );
+    let label = if ports {
+        format!(
+            "{}-{}-{}-{}-{}",
+            flow.proto_name(),
+            flow.src.addr,
+            flow.src.port,
+            flow.dst.addr,
+            flow.dst.port
+        )
+    } else {
+        format!("{}-{}-{}", flow.proto_name(), flow.src.addr, flow.dst.addr)
+    };
+    format!(
+        "podwire-export-{}",
+        crate::sanitize::file_name_part(&label, 120)
+    )
+}
+
+/// `e`: the selected flow (or the one whose detail is open) of the Flows view.
+fn export_selected(app: &mut App, effects: &mut Vec<Effect>) {
+    if app.view != View::Flows {
+        let keys = app.config.keys.keys_for(Action::Export).join("/");
+        app.status = Some(format!(
+            "{keys} exports the selected flow of the Flows view; :export [PATH] the filtered flows"
+        ));
+        return;
+    }
+    let rows = &app.snapshot.rows;
+    let flow = match app.detail {
+        Some(serial) => rows.iter().find(|f| f.serial == serial),
+        None => app
+            .derived
+            .flow_index
+            .get(app.nav[View::Flows.index()].selected)
+            .and_then(|&i| rows.get(i as usize)),
+    };
+    let Some(flow) = flow else {
+        app.status = Some("no flow selected to export".into());
+        return;
+    };
+    let line = describe_flow(flow);
+    let request = ExportRequest {
+        target: ExportTarget::Numbered {
+            stem: export_stem(flow),
+        },
+        flows: vec![ExportFlow {
+            serial: flow.serial,
+            packets: flow.packets(),
+        }],
+        selection: line.clone(),
+        flow_lines: vec![line],
+    };
+    app.status = Some(format!("exporting flow #{}…", flow.serial));
+    effects.push(Effect::Control(Control::Export(Box::new(request))));
+}
+
+/// `:export [PATH]`: every flow the current filter shows (all flows without a filter).
+fn export_filtered(app: &mut App, path: &str, effects: &mut Vec<Effect>) {
+    let rows = &app.snapshot.rows;
+    let flows: Vec<&FlowSummary> = app
+        .derived
+        .flow_index
+        .iter()
+        .filter_map(|&i| rows.get(i as usize))
+        .collect();
+    if flows.is_empty() {
+        app.status = Some("no flows to export".into());
+        return;
+    }
+    let filtered = !app.filter.is_empty();
+    let selection = if filtered {
+        format!(
+            "{} flows matching the filter {}",
+            flows.len(),
+            app.filter.text
+        )
+    } else {
+        format!("all {} flows (no filter)", flows.len())
+    };
+    let target = if path.is_empty() {
+        ExportTarget::Numbered {
+            stem: if filtered {
+                "podwire-export-filtered"
+            } else {
+                "podwire-export-all"
+            }
+            .into(),
+        }
+    } else {
+        ExportTarget::Path(PathBuf::from(path))
+    };
+    let request = ExportRequest {
+        target,
+        flows: flows
+            .iter()
+            .map(|f| ExportFlow {
+                serial: f.serial,
+                packets: f.packets(),
+            })
+            .collect(),
+        selection: crate::sanitize::sanitize(&selection),
+        flow_lines: flows
+            .iter()
+            .take(crate::tui::source::EXPORT_FLOWS_DESCRIBED)
+            .map(|f| describe_flow(f))
+            .collect(),
+    };
+    app.status = Some(format!("exporting {} flows…", flows.len()));
+    effects.push(Effect::Control(Control::Export(Box::new(request))));
+}
+
+/// The status line after an export.
+pub fn export_notice(outcome: &ExportOutcome) -> String {
+    let path = outcome
+        .path
+        .as_ref()
+        .map(|p| crate::sanitize::sanitize(&p.display().to_string()));
+    if let Some(error) = &outcome.error {
+        return format!("export failed: {}", crate::sanitize::sanitize(error));
+    }
+    let missing = if outcome.frames_missing == 0 {
+        "none missing".to_string()
+    } else {
+        format!(
+            "{} frames missing (evicted from the packet ring)",
+            outcome.frames_missing
+        )
+    };
+    // Counts first: a long path is what the status line cuts off.
+    format!(
+        "exported {} frames of {} flow{}, {missing} → {}",
+        outcome.frames_written,
+        outcome.flows,
+        if outcome.flows == 1 { "" } else { "s" },
+        path.unwrap_or_default()
+    )
 }

@@ -37,10 +37,11 @@ pub enum Action {
     Faster,
     Slower,
     Group,
+    Export,
 }
 
 impl Action {
-    pub const ALL: [Action; 22] = [
+    pub const ALL: [Action; 23] = [
         Action::Quit,
         Action::Help,
         Action::Command,
@@ -63,6 +64,7 @@ impl Action {
         Action::Faster,
         Action::Slower,
         Action::Group,
+        Action::Export,
     ];
 
     pub fn name(self) -> &'static str {
@@ -89,6 +91,7 @@ impl Action {
             Action::Faster => "faster",
             Action::Slower => "slower",
             Action::Group => "group",
+            Action::Export => "export",
         }
     }
 
@@ -96,7 +99,7 @@ impl Action {
         match self {
             Action::Quit => "quit (asks first during a live capture)",
             Action::Help => "help for this view",
-            Action::Command => "command mode (:flows :services :ns NAME :save DIR :q)",
+            Action::Command => "command mode (:flows :ns NAME :save DIR :export :q)",
             Action::Filter => "filter (Enter applies, Esc clears)",
             Action::Down => "move down",
             Action::Up => "move up",
@@ -116,6 +119,7 @@ impl Action {
             Action::Faster => "replay faster (1× → 10× → max)",
             Action::Slower => "replay slower",
             Action::Group => "services: group by workload / namespace",
+            Action::Export => "export the selected flow's packets to pcapng (from the ring)",
         }
     }
 
@@ -143,6 +147,7 @@ impl Action {
             Action::Faster => &["+", ">"],
             Action::Slower => &["-", "<"],
             Action::Group => &["n"],
+            Action::Export => &["e"],
         }
     }
 }

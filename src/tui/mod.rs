@@ -56,6 +56,26 @@ pub struct ReplayArgs {
     /// Most finished flows kept for the UI (oldest are dropped and counted).
     #[arg(long, default_value_t = source::DEFAULT_RING_ROWS)]
     pub max_rows: usize,
+    #[command(flatten)]
+    pub ring: RingArgs,
+}
+
+/// Caps of the packet ring that `e` / `:export` read from.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct RingArgs {
+    /// Memory for recent packets kept for export from the TUI, in MiB (0 = keep none); the
+    /// oldest packets are dropped first and counted.
+    #[arg(long, value_name = "MiB", default_value_t = crate::capture::ring::DEFAULT_RING_MIB)]
+    pub ring_size: usize,
+    /// Most packets kept for export from the TUI.
+    #[arg(long, value_name = "N", default_value_t = crate::capture::ring::DEFAULT_RING_FRAMES)]
+    pub ring_frames: usize,
+}
+
+impl RingArgs {
+    pub fn caps(&self) -> crate::capture::ring::RingCaps {
+        crate::capture::ring::RingCaps::from_mib(self.ring_size, self.ring_frames)
+    }
 }
 
 fn parse_speed(s: &str) -> Result<Speed, String> {
@@ -65,14 +85,15 @@ fn parse_speed(s: &str) -> Result<Speed, String> {
 /// Runs `podwire replay`.
 pub fn replay(args: &ReplayArgs) -> Result<i32> {
     let source = Source::replay(&args.file, args.cluster.as_deref(), args.speed)?
-        .with_ring_rows(args.max_rows);
+        .with_ring_rows(args.max_rows)
+        .with_packet_ring(args.ring.caps());
     run(source)?;
     Ok(0)
 }
 
 /// Runs the TUI on the bundled demo capture and snapshot.
-pub fn demo(capture: &Path, cluster: Option<&Path>) -> Result<i32> {
-    run(Source::replay(capture, cluster, Speed::X1)?)?;
+pub fn demo(capture: &Path, cluster: Option<&Path>, ring: RingArgs) -> Result<i32> {
+    run(Source::replay(capture, cluster, Speed::X1)?.with_packet_ring(ring.caps()))?;
     Ok(0)
 }
 
@@ -189,6 +210,10 @@ fn event_loop(
                     break;
                 }
             }
+        }
+        while let Ok(outcome) = handle.exports.try_recv() {
+            update(app, Msg::Exported(outcome));
+            dirty = true;
         }
         if let Some(s) = newest {
             for e in update(app, Msg::Snapshot(s)) {

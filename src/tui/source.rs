@@ -5,12 +5,18 @@
 //! replay reader here, AF_PACKET for live capture) with an engine and a bounded ring of
 //! finished flows. [`Source::spawn`] runs it on its own thread and returns a
 //! [`SourceHandle`]: snapshots arrive on a bounded channel about 4 times a second, control
-//! messages (pause, speed, stop) go the other way.
+//! messages (pause, speed, stop, export) go the other way.
+//!
+//! The feeder also keeps a [`PacketRing`] of recent frames tagged with the flows that counted
+//! them; [`Control::Export`] writes the frames of chosen flows to a pcapng file on this
+//! thread (the UI never waits for it) and reports an [`ExportOutcome`] on the handle's
+//! `exports` channel. The thread keeps serving exports after the input ended, until stopped.
 //!
 //! Guarantees:
 //! - memory is bounded: finished flows live in a ring of at most `ring_rows` rows (plus one
 //!   chunk of [`CHUNK_ROWS`]), the oldest are evicted and counted; live flows listed in a
-//!   snapshot are capped at [`LIVE_ROWS_LISTED`]; no per-packet rows are kept;
+//!   snapshot are capped at [`LIVE_ROWS_LISTED`]; recent frames are held only in the
+//!   byte- and frame-capped [`PacketRing`] (evictions counted, shown in Stats);
 //! - neither side blocks the other: a snapshot the UI has not taken yet is replaced (counted
 //!   in `snapshots_skipped`), never queued without bound;
 //! - snapshots are cheap to publish: finished rows are shared `Arc<[FlowSummary]>` chunks;
@@ -29,10 +35,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
+use crate::capture::pcapng_writer::PcapngWriter;
+use crate::capture::ring::{PacketRing, RingCaps, RingCounters, StoredFrame};
 use crate::capture::{CaptureEvent, read_capture};
 use crate::cluster::model::{ClusterDelta, ClusterState};
 use crate::engine::{Engine, EngineConfig, InterfaceInfo, Stats};
-use crate::frame::{RawFrame, TimestampNs};
+use crate::frame::{IfaceId, RawFrame, TimestampNs};
 use crate::report::RttSummary;
 use crate::summary::FlowSummary;
 use crate::tui::findings::SnapshotFindings;
@@ -45,6 +53,13 @@ pub const DEFAULT_RING_ROWS: usize = 200_000;
 pub const CHUNK_ROWS: usize = 4096;
 /// Most live (unfinished) flows listed in one snapshot.
 pub const LIVE_ROWS_LISTED: usize = 50_000;
+/// Most interface names remembered for export files (live captures follow interfaces that
+/// come and go; later ones are named `ifN`).
+const INTERFACE_NAMES: usize = 4096;
+/// Most flows described one by one in an export file's comment.
+pub const EXPORT_FLOWS_DESCRIBED: usize = 50;
+/// Most numbered names tried for an export without a path.
+const EXPORT_NAME_TRIES: u32 = 10_000;
 
 /// Replay speed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -238,6 +253,8 @@ pub struct Snapshot {
     pub rtt: Option<RttSummary>,
     /// Finished rows dropped from the ring to bound memory.
     pub evicted_rows: u64,
+    /// The packet ring's fill and evictions (frames kept for export).
+    pub packet_ring: RingCounters,
     /// Frames the capture layer dropped (live), as reported by the producer.
     pub capture_drops: u64,
     /// Per-interface capture health (live sources that report it).
@@ -266,6 +283,7 @@ impl Snapshot {
             stats: Stats::default(),
             rtt: None,
             evicted_rows: 0,
+            packet_ring: RingCounters::default(),
             capture_drops: 0,
             capture_interfaces: Vec::new(),
             snapshots_skipped: 0,
@@ -278,11 +296,57 @@ impl Snapshot {
 }
 
 /// Control messages from the UI to the source.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Control {
     Pause(bool),
     Speed(Speed),
     Stop,
+    /// Write the frames of some flows from the packet ring to a pcapng file.
+    Export(Box<ExportRequest>),
+}
+
+/// Where an export goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExportTarget {
+    /// This path (replaced if it exists).
+    Path(PathBuf),
+    /// `STEM-N.pcapng` in the current directory, with the first N that names no file yet.
+    /// The stem must already be a safe file name (see [`crate::sanitize::file_name_part`]).
+    Numbered { stem: String },
+}
+
+/// One flow to export, as the UI saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportFlow {
+    /// [`FlowSummary::serial`].
+    pub serial: u64,
+    /// Its packet count in the UI's snapshot (used when the source no longer knows the flow).
+    pub packets: u64,
+}
+
+/// What to export: flows by serial, and words for the file's comment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportRequest {
+    pub target: ExportTarget,
+    pub flows: Vec<ExportFlow>,
+    /// What was chosen (`flow #12 …`, `flows matching filter app:tls`), for the comment.
+    pub selection: String,
+    /// One line per flow for the comment (at most [`EXPORT_FLOWS_DESCRIBED`] are used).
+    pub flow_lines: Vec<String>,
+}
+
+/// The result of an export, reported back to the UI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportOutcome {
+    /// The file written (when one was).
+    pub path: Option<PathBuf>,
+    pub flows: usize,
+    pub frames_written: u64,
+    /// Frames the flows counted that the ring no longer held (evicted, or too large).
+    pub frames_missing: u64,
+    /// The ring's counters at the time of the export.
+    pub ring: RingCounters,
+    pub error: Option<String>,
 }
 
 /// What a snapshot's findings were computed from: rows in the ring, rows evicted, live rows
@@ -326,6 +390,10 @@ pub struct Feeder {
     /// When the findings were last computed and how long that took.
     findings_at: Option<Instant>,
     findings_cost: Duration,
+    packets: PacketRing,
+    /// Interface names by capture id, for the export files' IDBs.
+    interface_names: std::collections::BTreeMap<IfaceId, String>,
+    exports: Option<Sender<ExportOutcome>>,
 }
 
 impl Feeder {
@@ -366,6 +434,9 @@ impl Feeder {
             findings_inputs: None,
             findings_at: None,
             findings_cost: Duration::ZERO,
+            packets: PacketRing::new(source.packet_ring),
+            interface_names: std::collections::BTreeMap::new(),
+            exports: None,
         }
     }
 
@@ -374,12 +445,23 @@ impl Feeder {
         &mut self.engine
     }
 
+    /// The packet ring's fill and evictions (also in every snapshot).
+    pub fn packet_ring(&self) -> RingCounters {
+        self.packets.counters()
+    }
+
     /// True once the UI asked the source to stop: the producer should return.
     pub fn stopped(&self) -> bool {
         self.stop
     }
 
     pub fn interface(&mut self, info: InterfaceInfo) {
+        if let Some(name) = &info.name
+            && (self.interface_names.len() < INTERFACE_NAMES
+                || self.interface_names.contains_key(&info.capture_id))
+        {
+            self.interface_names.insert(info.capture_id, name.clone());
+        }
         self.engine.add_interface(info);
     }
 
@@ -391,7 +473,8 @@ impl Feeder {
         if self.kind == SourceKind::Replay {
             self.pace(frame.ts_ns)?;
         }
-        self.engine.ingest(frame);
+        let counted_in = self.engine.ingest(frame);
+        self.packets.push(frame, counted_in);
         self.progress.position_ns = Some(
             self.progress
                 .position_ns
@@ -498,6 +581,12 @@ impl Feeder {
                 self.pacing = None;
             }
             Control::Stop => self.stop = true,
+            Control::Export(request) => {
+                let outcome = self.export(&request);
+                if let Some(tx) = &self.exports {
+                    let _ = tx.send(outcome);
+                }
+            }
         }
         // Publish promptly so the UI shows the new state.
         self.last_publish = None;
@@ -596,6 +685,7 @@ impl Feeder {
             stats: self.engine.stats(),
             rtt: RttSummary::from(self.engine.rtt()),
             evicted_rows: self.evicted_rows,
+            packet_ring: self.packets.counters(),
             capture_drops: self.capture_drops,
             capture_interfaces: self.capture_interfaces.clone(),
             snapshots_skipped: self.snapshots_skipped,
@@ -656,11 +746,164 @@ impl Feeder {
             .collect()
     }
 
+    /// Writes the ring's frames of the requested flows to a pcapng file (see [`Control::Export`]).
+    pub fn export(&mut self, request: &ExportRequest) -> ExportOutcome {
+        let mut outcome = ExportOutcome {
+            path: None,
+            flows: request.flows.len(),
+            frames_written: 0,
+            frames_missing: 0,
+            ring: self.packets.counters(),
+            error: None,
+        };
+        if let Err(e) = self.write_export(request, &mut outcome) {
+            outcome.error = Some(format!("{e:#}"));
+        }
+        outcome
+    }
+
+    fn write_export(&mut self, request: &ExportRequest, outcome: &mut ExportOutcome) -> Result<()> {
+        let wanted: std::collections::HashSet<u64> =
+            request.flows.iter().map(|f| f.serial).collect();
+        // First pass: how many frames of each flow the ring holds, and on which interfaces.
+        let mut held: std::collections::HashMap<u64, u64> = std::collections::HashMap::new();
+        let mut interfaces: Vec<(IfaceId, u32)> = Vec::new();
+        for frame in self.packets.frames_of(|s| wanted.contains(&s)) {
+            let flows = frame.flows();
+            for serial in [flows.flow, flows.carrier].into_iter().flatten() {
+                if wanted.contains(&serial) {
+                    *held.entry(serial).or_default() += 1;
+                }
+            }
+            if !interfaces.contains(&(frame.iface, frame.link)) {
+                interfaces.push((frame.iface, frame.link));
+            }
+        }
+        interfaces.sort_unstable();
+        let totals = self.packet_totals(&wanted);
+        let missing: u64 = request
+            .flows
+            .iter()
+            .map(|f| {
+                let total = totals.get(&f.serial).copied().unwrap_or(f.packets);
+                total.saturating_sub(held.get(&f.serial).copied().unwrap_or(0))
+            })
+            .sum();
+        let written = self.packets.frames_of(|s| wanted.contains(&s)).count() as u64;
+        outcome.frames_missing = missing;
+
+        let ring = self.packets.counters();
+        let caps = ring.caps.unwrap_or_default();
+        let kind = match self.kind {
+            SourceKind::Replay => "replay of",
+            SourceKind::Live => "live capture on",
+        };
+        let mut comments = vec![
+            crate::sanitize::sanitize(&format!("podwire export: {}", request.selection)),
+            crate::sanitize::sanitize(&format!("source: {kind} {}", self.label)),
+            format!(
+                "flows: {}; frames written: {written}; {missing} frames of these flows were no \
+                 longer in the packet ring (evicted to stay within {} / {} frames, or \
+                 larger than the ring); the ring had evicted {} frames in all",
+                request.flows.len(),
+                crate::report::human_bytes(caps.bytes as u64),
+                caps.frames,
+                ring.evicted_frames
+            ),
+            "copies of one packet seen on several interfaces are written once: the copy \
+             podwire counted"
+                .to_string(),
+        ];
+        comments.extend(
+            request
+                .flow_lines
+                .iter()
+                .take(EXPORT_FLOWS_DESCRIBED)
+                .map(|l| crate::sanitize::sanitize(l)),
+        );
+        if request.flows.len() > EXPORT_FLOWS_DESCRIBED {
+            comments.push(format!(
+                "… and {} more flows",
+                request.flows.len() - EXPORT_FLOWS_DESCRIBED
+            ));
+        }
+
+        let (file, path) = open_export(&request.target)?;
+        outcome.path = Some(path.clone());
+        let mut writer = PcapngWriter::new(std::io::BufWriter::new(file), &comments)
+            .with_context(|| format!("writing {}", path.display()))?;
+        let mut ids = std::collections::HashMap::new();
+        for &(iface, link) in &interfaces {
+            let name = self
+                .interface_names
+                .get(&iface)
+                .cloned()
+                .unwrap_or_else(|| format!("if{iface}"));
+            let id = writer.add_interface(&name, link)?;
+            ids.insert((iface, link), id);
+        }
+        let mut last_ts = 0;
+        for frame in self.packets.frames_of(|s| wanted.contains(&s)) {
+            let StoredFrame {
+                ts_ns,
+                iface,
+                link,
+                orig_len,
+                data,
+                ..
+            } = frame;
+            let id = ids.get(&(*iface, *link)).copied().unwrap_or_default();
+            writer
+                .packet(id, *ts_ns, *orig_len, data)
+                .with_context(|| format!("writing {}", path.display()))?;
+            last_ts = last_ts.max(*ts_ns);
+            outcome.frames_written += 1;
+        }
+        writer
+            .finish(last_ts, &[])
+            .with_context(|| format!("writing {}", path.display()))?;
+        Ok(())
+    }
+
+    /// The current packet counts of the wanted flows this thread still knows (live in the
+    /// engine, or finished and still in the row ring).
+    fn packet_totals(
+        &self,
+        wanted: &std::collections::HashSet<u64>,
+    ) -> std::collections::HashMap<u64, u64> {
+        let mut totals = std::collections::HashMap::new();
+        for flow in self.engine.live_flows() {
+            if wanted.contains(&flow.serial) {
+                totals.insert(flow.serial, flow.packets());
+            }
+        }
+        for row in self.ring.iter().flat_map(|c| c.iter()).chain(&self.pending) {
+            if wanted.contains(&row.serial) {
+                totals.insert(row.serial, row.packets());
+            }
+        }
+        totals
+    }
+
     fn finish(&mut self, error: Option<String>) -> Arc<Snapshot> {
         self.engine.finish();
         self.progress.done = true;
         self.progress.error = error;
         self.publish_final()
+    }
+
+    /// After the input ended: keeps answering control messages (exports of what the ring
+    /// still holds) until the UI stops the source or goes away.
+    fn serve_until_stopped(&mut self) {
+        while !self.stop {
+            let Some(control) = &self.control else {
+                return;
+            };
+            match control.recv() {
+                Ok(message) => self.handle(message),
+                Err(_) => return,
+            }
+        }
     }
 
     fn publish_final(&mut self) -> Arc<Snapshot> {
@@ -682,6 +925,7 @@ struct SourceSettings {
     kind: SourceKind,
     config: EngineConfig,
     ring_rows: usize,
+    packet_ring: RingCaps,
     speed: Speed,
     cluster: Option<ClusterState>,
     cluster_origin: ClusterOrigin,
@@ -709,6 +953,7 @@ impl Source {
                 kind,
                 config: EngineConfig::default(),
                 ring_rows: DEFAULT_RING_ROWS,
+                packet_ring: RingCaps::default(),
                 speed: Speed::Max,
                 cluster: None,
                 cluster_origin: ClusterOrigin::None,
@@ -783,6 +1028,12 @@ impl Source {
         self
     }
 
+    /// Caps the packet ring that exports read from.
+    pub fn with_packet_ring(mut self, caps: RingCaps) -> Source {
+        self.settings.packet_ring = caps;
+        self
+    }
+
     pub fn kind(&self) -> SourceKind {
         self.settings.kind
     }
@@ -813,9 +1064,11 @@ impl Source {
     pub fn spawn(self) -> Result<SourceHandle> {
         let (tx, snapshots) = mpsc::sync_channel(2);
         let (control, control_rx) = mpsc::channel();
+        let (exports_tx, exports) = mpsc::channel();
         let mut feeder = self.feeder();
         feeder.tx = Some(tx);
         feeder.control = Some(control_rx);
+        feeder.exports = Some(exports_tx);
         let kind = self.settings.kind;
         let label = self.settings.label.clone();
         let producer = self.producer;
@@ -826,10 +1079,12 @@ impl Source {
                 let result = producer(&mut feeder);
                 let error = result.err().map(|e| format!("{e:#}"));
                 feeder.finish(error);
+                feeder.serve_until_stopped();
             })
             .context("starting the engine thread")?;
         Ok(SourceHandle {
             snapshots,
+            exports,
             control,
             thread: Some(thread),
             kind,
@@ -841,6 +1096,8 @@ impl Source {
 /// The UI's side of a running source.
 pub struct SourceHandle {
     pub snapshots: Receiver<Arc<Snapshot>>,
+    /// Results of [`Control::Export`] requests, in order.
+    pub exports: Receiver<ExportOutcome>,
     control: Sender<Control>,
     thread: Option<JoinHandle<()>>,
     pub kind: SourceKind,
@@ -869,4 +1126,32 @@ impl SourceHandle {
 /// snapshot, as the TUI would show it once a replay finished.
 pub fn snapshot_of_capture(path: &Path, cluster: Option<&Path>) -> Result<Arc<Snapshot>> {
     Source::replay(path, cluster, Speed::Max)?.run_to_end()
+}
+
+/// Opens the export file: the given path (replaced), or the first free numbered name.
+fn open_export(target: &ExportTarget) -> Result<(std::fs::File, PathBuf)> {
+    match target {
+        ExportTarget::Path(path) => {
+            let file = std::fs::File::create(path)
+                .with_context(|| format!("creating {}", path.display()))?;
+            Ok((file, path.clone()))
+        }
+        ExportTarget::Numbered { stem } => {
+            for n in 1..=EXPORT_NAME_TRIES {
+                let path = PathBuf::from(format!("{stem}-{n}.pcapng"));
+                match std::fs::File::options()
+                    .write(true)
+                    .create_new(true)
+                    .open(&path)
+                {
+                    Ok(file) => return Ok((file, path)),
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                    Err(e) => {
+                        return Err(e).with_context(|| format!("creating {}", path.display()));
+                    }
+                }
+            }
+            anyhow::bail!("{stem}-1.pcapng … -{EXPORT_NAME_TRIES}.pcapng all exist")
+        }
+    }
 }

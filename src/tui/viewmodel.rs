@@ -1335,6 +1335,21 @@ fn stats_body(app: &App) -> Body {
             s.evicted_rows, st.table.evicted
         ),
     ));
+    let ring = &s.packet_ring;
+    let caps = ring.caps.unwrap_or_default();
+    let mut ring_line = kv(
+        "packet ring",
+        format!(
+            "{} frames ({} of {}), {} evicted, {} too large",
+            ring.frames,
+            human_bytes(ring.bytes as u64),
+            human_bytes(caps.bytes as u64),
+            ring.evicted_frames,
+            ring.too_large
+        ),
+    );
+    ring_line.push(Cell::new("  kept for e / :export", Role::Dim));
+    lines.push(ring_line);
     let drops = if s.kind == SourceKind::Live {
         s.capture_drops.to_string()
     } else {
@@ -1405,6 +1420,7 @@ pub fn help(app: &App) -> Vec<Line> {
             Action::SortReverse,
             Action::Names,
             Action::Wide,
+            Action::Export,
         ],
         View::Services => &[
             Action::Down,

@@ -42,7 +42,9 @@ pub fn analyse(path: &Path) -> Option<(Vec<Flow>, Stats, ReadSummary)> {
     let mut flows = Vec::new();
     let summary = read_capture(path, None, |event| match event {
         CaptureEvent::Interface(info) => engine.add_interface(info),
-        CaptureEvent::Frame(frame) => engine.ingest(&frame),
+        CaptureEvent::Frame(frame) => {
+            engine.ingest(&frame);
+        }
         CaptureEvent::Comment(_) => {}
     })
     .ok()?;

@@ -50,7 +50,9 @@ pub fn dissect_file(path: &Path) -> Dissected {
     let mut engine = Engine::new(EngineConfig::default());
     let _ = read_capture(path, None, |event| match event {
         CaptureEvent::Interface(info) => engine.add_interface(info),
-        CaptureEvent::Frame(frame) => engine.ingest(&frame),
+        CaptureEvent::Frame(frame) => {
+            engine.ingest(&frame);
+        }
         CaptureEvent::Comment(_) => {}
     });
     engine.finish();

@@ -809,7 +809,9 @@ fn loopback_counts_each_packet_once() {
 
 /// `podwire capture` on a terminal opens the TUI on the live traffic: run in tmux on a
 /// pod's host-side veth, it shows the HTTP flow made meanwhile, stops after `--duration`,
-/// quits with `q` and restores the terminal (then prints the capture health on stderr).
+/// exports that flow's packets from its ring with `e` — each packet once, although both
+/// pods' veths carry it (checked with tshark against the `--write` file) — quits with `q` and
+/// restores the terminal (then prints the capture health on stderr).
 #[test]
 fn capture_on_a_terminal_opens_the_tui() {
     let test = "capture_on_a_terminal_opens_the_tui";
@@ -854,10 +856,20 @@ fn capture_on_a_terminal_opens_the_tui() {
             std::thread::sleep(Duration::from_millis(100));
         }
     };
+    // A scratch working directory: `e` writes its export there.
+    let workdir = std::env::temp_dir().join(format!("podwire-live-tui-{}", std::process::id()));
+    std::fs::create_dir_all(&workdir).expect("scratch dir");
+    let health = workdir.join("health.jsonl");
+    let written =
+        std::env::temp_dir().join(format!("podwire-live-tui-{}.pcapng", std::process::id()));
     let command = format!(
-        "NO_COLOR=1 {PODWIRE} capture --netns /var/run/netns/{} --interface vethw --duration 8; \
-         echo PODWIRE-EXIT-$?; sleep 60",
-        node.ns("node")
+        "cd {} && NO_COLOR=1 {PODWIRE} capture --netns /var/run/netns/{} --interface vethc \
+         --interface vethw --duration 8 --health-file {} --write {}; echo PODWIRE-EXIT-$?; \
+         sleep 60",
+        workdir.display(),
+        node.ns("node"),
+        health.display(),
+        written.display()
     );
     let started = tmux(&[
         "new-session",
@@ -900,10 +912,57 @@ fn capture_on_a_terminal_opens_the_tui() {
     // The status bar names the interface too: wait for the Stats view's own health line.
     let stats = wait_for("kernel drops", 10);
     assert!(stats.contains("vethw"), "{stats}");
+    // Export the HTTP connection's packets from the packet ring.
+    tmux(&["send-keys", "-t", &session, "1"]);
+    tmux(&["send-keys", "-t", &session, "/"]);
+    tmux(&["send-keys", "-t", &session, "-l", "port:44001"]);
+    tmux(&["send-keys", "-t", &session, "Enter"]);
+    wait_for("filter port:44001", 10);
+    tmux(&["send-keys", "-t", &session, "e"]);
+    let exported = wait_for("none missing", 15);
+    assert!(exported.contains("of 1 flow"), "{exported}");
+    let export = std::fs::read_dir(&workdir)
+        .expect("scratch dir")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "pcapng"))
+        .expect("an export file");
+    let name = export.file_name().unwrap().to_string_lossy().into_owned();
+    assert_eq!(
+        name, "podwire-export-tcp-10.244.9.41-44001-10.244.9.42-8080-1.pcapng",
+        "named after the flow"
+    );
+    let shown: u64 = exported
+        .split("exported ")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("frame count in the status line");
+    assert!(shown >= 5, "handshake, request, response: {shown}");
+    if let (Some(on_c), Some(on_w)) = (
+        tshark_packets(&export, "vethc", 44001),
+        tshark_packets(&export, "vethw", 44001),
+    ) {
+        assert_eq!(on_c + on_w, shown, "tshark reads every exported frame");
+        // --write has every copy: the same packets on both veths; the export has one each.
+        assert_eq!(tshark_packets(&written, "vethc", 44001), Some(shown));
+        assert_eq!(tshark_packets(&written, "vethw", 44001), Some(shown));
+    }
     tmux(&["send-keys", "-t", &session, "q"]);
     let after = wait_for("PODWIRE-EXIT-", 15);
     assert!(after.contains("PODWIRE-EXIT-0"), "{after}");
     // The alternate screen was left, and the capture health came after it.
     assert!(!after.contains("1 Flows"), "{after}");
     assert!(after.contains("frames received"), "{after}");
+    // With the TUI, capture health reports the packet ring too.
+    let last = std::fs::read_to_string(&health).expect("health file");
+    let last: Value =
+        serde_json::from_str(last.lines().last().expect("a health record")).expect("health JSON");
+    assert!(
+        last["packet_ring"]["frames"].as_u64().unwrap_or(0) >= 5,
+        "{last}"
+    );
+    assert_eq!(last["packet_ring"]["evicted_frames"], 0, "{last}");
+    let _ = std::fs::remove_dir_all(&workdir);
+    let _ = std::fs::remove_file(&written);
 }

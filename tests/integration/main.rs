@@ -16,3 +16,4 @@ mod policy_corpus;
 mod robustness;
 mod suggest;
 mod tui;
+mod tui_export;

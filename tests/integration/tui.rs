@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
 use podwire::tui::app::{App, Effect, Mode, Msg, View, update};
 use podwire::tui::config::Config;
-use podwire::tui::source::{Control, Snapshot, SourceKind, Speed, snapshot_of_capture};
+use podwire::tui::source::{
+    Control, ExportFlow, ExportOutcome, ExportRequest, ExportTarget, Snapshot, SourceKind, Speed,
+    snapshot_of_capture,
+};
 use podwire::tui::{render, viewmodel};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
@@ -376,6 +379,143 @@ fn wire_strings_are_sanitized() {
     assert!(text.contains("evil\\x1b[2J\\u{202e}.com"));
 }
 
+/// The export request carried by the effects of one key or command.
+fn export_request(effects: &[Effect]) -> &ExportRequest {
+    match effects {
+        [Effect::Control(Control::Export(request))] => request,
+        other => panic!("expected one export request, got {other:?}"),
+    }
+}
+
+#[test]
+fn export_key_and_command_ask_the_source_for_the_flows() {
+    let mut a = app(120, 40);
+    // Outside the Flows view `e` only explains itself.
+    key(&mut a, KeyCode::Char('6'));
+    assert!(key(&mut a, KeyCode::Char('e')).is_empty());
+    assert!(a.status.as_deref().unwrap_or("").contains("Flows view"));
+    key(&mut a, KeyCode::Char('1'));
+
+    typed(&mut a, "/app:redis");
+    key(&mut a, KeyCode::Enter);
+    let rows = &a.snapshot.rows;
+    let selected = rows
+        .get(a.derived.flow_index[a.nav[View::Flows.index()].selected] as usize)
+        .expect("a selected flow")
+        .clone();
+    assert_eq!((selected.src.port, selected.dst.port), (41379, 6379));
+    let effects = key(&mut a, KeyCode::Char('e'));
+    let request = export_request(&effects);
+    assert_eq!(
+        request.flows,
+        vec![ExportFlow {
+            serial: selected.serial,
+            packets: 16
+        }]
+    );
+    assert_eq!(
+        request.target,
+        ExportTarget::Numbered {
+            stem: "podwire-export-tcp-10.244.1.10-41379-10.244.1.12-6379".into()
+        }
+    );
+    assert!(
+        request
+            .selection
+            .contains("tcp 10.244.1.10:41379 → 10.244.1.12:6379 redis"),
+        "{}",
+        request.selection
+    );
+    assert!(
+        request.selection.contains("shop/carts-redis-0"),
+        "{}",
+        request.selection
+    );
+    assert!(
+        a.status
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("exporting flow")
+    );
+
+    // With the detail pane open, `e` exports the flow shown.
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(a.detail, Some(selected.serial));
+    let effects = key(&mut a, KeyCode::Char('e'));
+    assert_eq!(export_request(&effects).flows[0].serial, selected.serial);
+    key(&mut a, KeyCode::Esc);
+
+    // `:export PATH`: every flow the filter shows.
+    typed(&mut a, "/");
+    key(&mut a, KeyCode::Esc);
+    typed(&mut a, "/port:6379");
+    key(&mut a, KeyCode::Enter);
+    let shown: Vec<u64> = a
+        .derived
+        .flow_index
+        .iter()
+        .map(|&i| a.snapshot.rows.get(i as usize).unwrap().serial)
+        .collect();
+    assert_eq!(
+        shown.len(),
+        2,
+        "the redis connection and the port scan's probe"
+    );
+    let effects = typed(&mut a, ":export /tmp/out.pcapng");
+    assert!(effects.is_empty());
+    let effects = key(&mut a, KeyCode::Enter);
+    let request = export_request(&effects);
+    assert_eq!(request.target, ExportTarget::Path("/tmp/out.pcapng".into()));
+    let serials: Vec<u64> = request.flows.iter().map(|f| f.serial).collect();
+    assert_eq!(serials, shown);
+    assert!(
+        request
+            .selection
+            .contains("2 flows matching the filter port:6379")
+    );
+    assert_eq!(request.flow_lines.len(), 2);
+    // Without a path: a numbered name in the current directory.
+    typed(&mut a, ":export");
+    let effects = key(&mut a, KeyCode::Enter);
+    assert_eq!(
+        export_request(&effects).target,
+        ExportTarget::Numbered {
+            stem: "podwire-export-filtered".into()
+        }
+    );
+
+    // The source's answer lands in the status line.
+    let outcome = ExportOutcome {
+        path: Some("/tmp/out.pcapng".into()),
+        flows: 2,
+        frames_written: 20,
+        frames_missing: 2,
+        ring: Default::default(),
+        error: None,
+    };
+    update(&mut a, Msg::Exported(outcome.clone()));
+    let status = a.status.clone().unwrap_or_default();
+    assert!(
+        status.starts_with("exported 20 frames of 2 flows, 2 frames missing"),
+        "{status}"
+    );
+    assert!(status.ends_with("→ /tmp/out.pcapng"), "{status}");
+    assert!(status.contains("2 frames missing"), "{status}");
+    update(
+        &mut a,
+        Msg::Exported(ExportOutcome {
+            error: Some("creating /nope/x: No such file or directory\x1b[2J".into()),
+            ..outcome
+        }),
+    );
+    let status = a.status.clone().unwrap_or_default();
+    assert!(
+        status.starts_with("export failed: creating /nope/x"),
+        "{status}"
+    );
+    assert!(!status.contains('\x1b'), "{status}");
+}
+
 /// Runs `podwire demo --tui` in a real terminal (tmux), drives it with keys and checks the
 /// screen and that the terminal is restored after quitting.
 #[test]
@@ -411,9 +551,12 @@ fn end_to_end_in_tmux() {
             std::thread::sleep(Duration::from_millis(100));
         }
     };
+    // Run in a scratch directory: `e` writes its export file into the current directory.
+    let workdir = std::env::temp_dir().join(format!("podwire-e2e-{}", std::process::id()));
+    std::fs::create_dir_all(&workdir).expect("scratch dir");
     let command = format!(
         "cd {} && NO_COLOR=1 {bin} demo --tui; echo PODWIRE-EXIT-$?; sleep 60",
-        env!("CARGO_MANIFEST_DIR")
+        workdir.display()
     );
     let started = tmux(&[
         "new-session",
@@ -449,12 +592,31 @@ fn end_to_end_in_tmux() {
     assert!(detail.contains("TLS") || detail.contains("tls"), "{detail}");
     assert!(detail.contains("NetworkPolicy"), "{detail}");
     tmux(&["send-keys", "-t", &session, "Escape"]);
+    // `e` exports the selected TLS flow's packets from the ring, without blocking the UI.
+    tmux(&["send-keys", "-t", &session, "e"]);
+    let exported = wait_for("none missing", 15);
+    assert!(
+        exported.contains("exported 18 frames of 1 flow, none missing"),
+        "{exported}"
+    );
+    let files: Vec<std::fs::DirEntry> = std::fs::read_dir(&workdir)
+        .expect("scratch dir")
+        .filter_map(Result::ok)
+        .collect();
+    assert_eq!(files.len(), 1, "one export file");
+    let name = files[0].file_name().to_string_lossy().into_owned();
+    assert_eq!(
+        name,
+        "podwire-export-tcp-10.244.1.10-41443-10.244.1.13-8443-1.pcapng"
+    );
+    assert!(files[0].metadata().expect("metadata").len() > 18 * 60);
     tmux(&["send-keys", "-t", &session, "q"]);
     let after = wait_for("PODWIRE-EXIT-", 15);
     let _ = tmux(&["kill-session", "-t", &session]);
     assert!(after.contains("PODWIRE-EXIT-0"), "{after}");
     // The alternate screen was left: the TUI's tabs are gone from the restored screen.
     assert!(!after.contains("1 Flows"), "{after}");
+    let _ = std::fs::remove_dir_all(&workdir);
 }
 
 /// The TUI's Findings view and `podwire findings` run the same rules engine on the same
