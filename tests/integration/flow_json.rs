@@ -19,7 +19,9 @@ fn compare(path: &Path, cluster: Option<&Path>) -> (usize, bool) {
     }
     if read_capture(path, None, |event| match event {
         CaptureEvent::Interface(info) => engine.add_interface(info),
-        CaptureEvent::Frame(frame) => engine.ingest(&frame),
+        CaptureEvent::Frame(frame) => {
+            engine.ingest(&frame);
+        }
         CaptureEvent::Comment(_) => {}
     })
     .is_err()
