@@ -1105,8 +1105,13 @@ impl<'a> EngineThread<'a> {
         match (self.format, self.table.as_mut()) {
             (LiveFormat::Table, Some(t)) => t.write(flow, enrichment)?,
             _ => {
-                serde_json::to_writer(&mut self.out, &FlowRecord::from_flow(flow, enrichment))?;
-                self.out.write_all(b"\n")?;
+                let mut record = Vec::with_capacity(1024);
+                crate::report::jsonl::write_flow_record(
+                    &mut self.out,
+                    &mut record,
+                    flow,
+                    enrichment,
+                )?;
             }
         }
         Ok(())

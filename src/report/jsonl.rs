@@ -4,8 +4,9 @@
 //! Why not `serde_json::to_writer(&FlowRecord)`: on a 1.5 M-packet capture the serde path
 //! (escaping every key, allocating the address strings, `#[serde(flatten)]`'s map detour) cost
 //! ~15 % of the whole `flows --no-dissect` run. Here the keys are pre-escaped constants, numbers
-//! go through `itoa`, addresses are formatted on the stack, and only the nested, variable parts
-//! (protocol facts, credentials, identities, verdicts) still go through serde.
+//! go through `itoa`, addresses are formatted on the stack; the most common protocol facts
+//! (HTTP, DNS) are written by hand too, and only the rarer nested parts (other protocols'
+//! facts, credentials, identities, verdicts) still go through serde.
 //!
 //! Guarantee: the bytes are exactly those of `serde_json::to_writer(&FlowRecord::from_flow(..))`
 //! (same keys, order and formatting); `tests` below and the corpus test compare the two.
@@ -16,7 +17,9 @@ use serde::Serialize;
 
 use super::FlowRecord;
 use crate::decode::ipproto;
-use crate::dissect::AppInfo;
+use crate::dissect::dns::{DnsFacts, DnsRdata};
+use crate::dissect::http::HttpFacts;
+use crate::dissect::{AppInfo, Facts};
 use crate::engine::Enrichment;
 use crate::flow::Flow;
 
@@ -124,12 +127,118 @@ fn push_app(buf: &mut Vec<u8>, info: &AppInfo) {
     buf.extend_from_slice(b",\"upgrade\":");
     push_serde(buf, &info.upgrade);
     buf.extend_from_slice(b",\"facts\":");
-    push_serde(buf, &info.facts);
+    push_facts(buf, info.facts.as_ref());
     buf.extend_from_slice(b",\"credentials\":");
     if info.credentials.is_empty() {
         buf.extend_from_slice(b"[]");
     } else {
         push_serde(buf, &info.credentials);
+    }
+}
+
+/// Protocol facts: the common shapes (HTTP, DNS) by hand, the rest through serde.
+fn push_facts(buf: &mut Vec<u8>, facts: Option<&Facts>) {
+    match facts {
+        None => buf.extend_from_slice(b"null"),
+        Some(Facts::Http(http)) => {
+            buf.extend_from_slice(b"{\"http\":");
+            push_http(buf, http);
+            buf.push(b'}');
+        }
+        Some(Facts::Dns(dns)) => {
+            buf.extend_from_slice(b"{\"dns\":");
+            push_dns(buf, dns);
+            buf.push(b'}');
+        }
+        Some(other) => push_serde(buf, other),
+    }
+}
+
+fn push_http(buf: &mut Vec<u8>, http: &HttpFacts) {
+    let mut num = itoa::Buffer::new();
+    buf.extend_from_slice(b"{\"method\":");
+    push_opt_str(buf, http.method.as_deref());
+    buf.extend_from_slice(b",\"host\":");
+    push_opt_str(buf, http.host.as_deref());
+    buf.extend_from_slice(b",\"path\":");
+    push_opt_str(buf, http.path.as_deref());
+    buf.extend_from_slice(b",\"user_agent\":");
+    push_opt_str(buf, http.user_agent.as_deref());
+    buf.extend_from_slice(b",\"version\":");
+    push_opt_str(buf, http.version.as_deref());
+    buf.extend_from_slice(b",\"status\":");
+    match http.status {
+        Some(status) => buf.extend_from_slice(num.format(status).as_bytes()),
+        None => buf.extend_from_slice(b"null"),
+    }
+    buf.extend_from_slice(b",\"content_type\":");
+    push_opt_str(buf, http.content_type.as_deref());
+    buf.extend_from_slice(b",\"upgrade\":");
+    push_opt_str(buf, http.upgrade.as_deref());
+    buf.extend_from_slice(b",\"server\":");
+    push_opt_str(buf, http.server.as_deref());
+    buf.push(b'}');
+}
+
+fn push_dns(buf: &mut Vec<u8>, dns: &DnsFacts) {
+    let mut num = itoa::Buffer::new();
+    buf.extend_from_slice(b"{\"queries\":[");
+    for (i, query) in dns.queries.iter().enumerate() {
+        if i > 0 {
+            buf.push(b',');
+        }
+        buf.extend_from_slice(b"{\"name\":");
+        push_str(buf, &query.name);
+        buf.extend_from_slice(b",\"qtype\":");
+        push_str(buf, &query.qtype);
+        buf.push(b'}');
+    }
+    buf.extend_from_slice(b"],\"answers\":[");
+    for (i, answer) in dns.answers.iter().enumerate() {
+        if i > 0 {
+            buf.push(b',');
+        }
+        buf.extend_from_slice(b"{\"name\":");
+        push_str(buf, &answer.name);
+        match &answer.rdata {
+            DnsRdata::A(v4) => {
+                buf.extend_from_slice(b",\"type\":\"a\",\"data\":\"");
+                push_display(buf, v4);
+                buf.push(b'"');
+            }
+            DnsRdata::Aaaa(v6) => {
+                buf.extend_from_slice(b",\"type\":\"aaaa\",\"data\":\"");
+                push_display(buf, v6);
+                buf.push(b'"');
+            }
+            DnsRdata::Cname(name) => {
+                buf.extend_from_slice(b",\"type\":\"cname\",\"data\":");
+                push_str(buf, name);
+            }
+        }
+        buf.extend_from_slice(b",\"ttl\":");
+        buf.extend_from_slice(num.format(answer.ttl).as_bytes());
+        buf.push(b'}');
+    }
+    buf.extend_from_slice(b"],\"rcode\":");
+    push_opt_str(buf, dns.rcode.as_deref());
+    for (key, value) in [
+        (&b",\"messages\":"[..], dns.messages),
+        (b",\"responses\":", dns.responses),
+        (b",\"other_answers\":", dns.other_answers),
+    ] {
+        buf.extend_from_slice(key);
+        buf.extend_from_slice(num.format(value).as_bytes());
+    }
+    buf.extend_from_slice(b",\"truncated\":");
+    push_bool(buf, dns.truncated);
+    buf.push(b'}');
+}
+
+fn push_opt_str(buf: &mut Vec<u8>, value: Option<&str>) {
+    match value {
+        Some(value) => push_str(buf, value),
+        None => buf.extend_from_slice(b"null"),
     }
 }
 
