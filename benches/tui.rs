@@ -1,8 +1,11 @@
 //! TUI speed with 1 M flows loaded (synthetic rows, `podwire::tui::synthetic`):
 //! - `frame`: build the visible view-model and render one frame to a TestBackend (120×40);
 //!   budget 16 ms;
-//! - `filter/*`: apply a new filter (filter + sort the 1 M rows, rebuild the cached index);
-//!   budget 100 ms;
+//! - `filter/*`: apply a new filter (evaluate it through the search index, walk the sorted
+//!   index); budget 100 ms;
+//! - `per_row/*`: the same filters evaluated row by row on the `FlowSummary`s after a sort,
+//!   as the TUI did before the search index (the reference the index is tested against);
+//! - `index/build`: index 1 M rows from scratch (once per snapshot chunk, not per filter);
 //! - `services`: aggregate the 1 M rows into Services edges.
 //!
 //! Also prints the resident memory with the rows loaded.
@@ -18,6 +21,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use podwire::tui::app::{App, FlowCol, Sort, View};
 use podwire::tui::config::Config;
 use podwire::tui::filter::Filter;
+use podwire::tui::filter::index::SearchIndex;
 use podwire::tui::source::{FlowRows, Snapshot, SourceKind};
 use podwire::tui::{render, synthetic, viewmodel};
 use ratatui::Terminal;
@@ -83,6 +87,27 @@ fn bench(c: &mut Criterion) {
     ];
     for (name, text) in filters {
         let filter = Filter::new(text).expect("valid");
+        let before = name.replace("filter/", "per_row/");
+        group.bench_function(before, |b| {
+            b.iter(|| {
+                let sorted = viewmodel::sort_all(
+                    &app.snapshot.rows,
+                    &app.snapshot.findings,
+                    app.flow_sort,
+                    app.names,
+                );
+                let kept: Vec<u32> = sorted
+                    .into_iter()
+                    .filter(|&i| {
+                        app.snapshot
+                            .rows
+                            .get(i as usize)
+                            .is_some_and(|f| filter.matches_in(f, &app.snapshot.findings))
+                    })
+                    .collect();
+                black_box(kept.len());
+            })
+        });
         group.bench_function(name, |b| {
             b.iter(|| {
                 app.filter = filter.clone();
@@ -92,6 +117,9 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
+    group.bench_function("index/build", |b| {
+        b.iter(|| black_box(SearchIndex::new(&app.snapshot.rows).len()))
+    });
     group.bench_function("sort/bytes_desc", |b| {
         let mut descending = false;
         b.iter(|| {

@@ -182,6 +182,11 @@ impl FlowRows {
     pub fn iter(&self) -> impl Iterator<Item = &FlowSummary> + '_ {
         self.chunks.iter().flat_map(|c| c.iter())
     }
+
+    /// The shared chunks, in row order (the search index caches per chunk).
+    pub fn chunks(&self) -> &[Arc<[FlowSummary]>] {
+        &self.chunks
+    }
 }
 
 /// Capture health of one live interface (the producer reports it; see
