@@ -371,7 +371,8 @@ impl App {
         let seq = self.snapshot.seq;
         let key = (seq, self.filter_generation, self.flow_sort, self.names);
         if self.derived.key != Some(key) {
-            if self.derived.index_seq != Some(seq) {
+            // Indexed lazily: a snapshot nobody filters costs no indexing.
+            if !self.filter.is_empty() && self.derived.index_seq != Some(seq) {
                 self.derived.search.sync(&self.snapshot.rows);
                 self.derived.index_seq = Some(seq);
             }

@@ -6,8 +6,8 @@
 //! small per-flow facts (protocol, application, service, encryption, verdict) form a
 //! "combo"; addresses are interned too. Each row becomes a 28-byte [`RowRec`] of ids and
 //! ports. A filter is compiled into a [`Plan`]: each term is evaluated once per distinct
-//! string, endpoint, address or combo (into a table of booleans), then rows are tested with
-//! table lookups.
+//! string, endpoint, address or combo (into a table of booleans), then every row is tested
+//! with table lookups into a bit set, and `!`/`and`/`or` combine the bit sets word by word.
 //!
 //! Guarantees: [`SearchIndex::matching`] gives exactly the rows [`Expr::matches_in`] accepts
 //! (a property test checks it on random rows and filters); indexing is incremental per
@@ -54,19 +54,23 @@ impl<K> Default for Interner<K> {
     }
 }
 
-impl<K: Hash + Eq + Clone> Interner<K> {
-    fn intern(&mut self, value: K) -> u32 {
-        if let Some(&id) = self.ids.get(&value) {
-            return id;
-        }
-        let id = self.values.len() as u32;
-        self.values.push(value.clone());
-        self.ids.insert(value, id);
-        id
-    }
-
+impl<K> Interner<K> {
     fn len(&self) -> usize {
         self.values.len()
+    }
+}
+
+impl<K: Hash + Eq + Copy> Interner<K> {
+    fn intern(&mut self, value: K) -> u32 {
+        let next = self.values.len() as u32;
+        match self.ids.entry(value) {
+            std::collections::hash_map::Entry::Occupied(o) => *o.get(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(next);
+                self.values.push(value);
+                next
+            }
+        }
     }
 }
 
@@ -78,7 +82,10 @@ impl Interner<Box<str>> {
         if let Some(&id) = self.ids.get(value) {
             return id;
         }
-        self.intern(Box::from(value))
+        let id = self.values.len() as u32;
+        self.values.push(Box::from(value));
+        self.ids.insert(Box::from(value), id);
+        id
     }
 }
 
@@ -270,16 +277,58 @@ impl SearchIndex {
     }
 
     /// Which rows match `expr` (`finding:` terms looked up in `findings`), as one bit per
-    /// row in row order.
+    /// row in row order. Each term is one tight pass over the records (64 rows per word);
+    /// `!`, `and` and `or` combine whole words.
     pub fn matching(&self, expr: &Expr, findings: &SnapshotFindings) -> RowSet {
         let plan = self.compile(expr, findings);
-        let mut set = RowSet::new(self.rows);
-        for (i, rec) in self.recs().enumerate() {
-            if plan.eval(rec, i) {
-                set.insert(i);
+        self.eval(&plan)
+    }
+
+    fn eval(&self, plan: &Plan) -> RowSet {
+        match plan {
+            Plan::Not(p) => {
+                let mut set = self.eval(p);
+                set.complement(self.rows);
+                set
+            }
+            Plan::And(a, b) => {
+                let mut set = self.eval(a);
+                if !set.is_empty() {
+                    set.intersect(&self.eval(b));
+                }
+                set
+            }
+            Plan::Or(a, b) => {
+                let mut set = self.eval(a);
+                set.union(&self.eval(b));
+                set
+            }
+            Plan::Rows(set) => set.clone(),
+            Plan::Const(b) => {
+                let mut set = RowSet::new(self.rows);
+                if *b {
+                    set.complement(self.rows);
+                }
+                set
+            }
+            leaf => {
+                let mut set = RowSet::new(self.rows);
+                let mut word = 0u64;
+                let mut i = 0usize;
+                for rec in self.recs() {
+                    word |= u64::from(leaf.test(rec)) << (i % 64);
+                    i += 1;
+                    if i.is_multiple_of(64) {
+                        set.words[i / 64 - 1] = word;
+                        word = 0;
+                    }
+                }
+                if !i.is_multiple_of(64) {
+                    set.words[i / 64] = word;
+                }
+                set
             }
         }
-        set
     }
 
     // -----------------------------------------------------------------------------------
@@ -468,6 +517,34 @@ impl RowSet {
     pub fn count(&self) -> usize {
         self.words.iter().map(|w| w.count_ones() as usize).sum()
     }
+
+    fn is_empty(&self) -> bool {
+        self.words.iter().all(|w| *w == 0)
+    }
+
+    /// Complements within the first `rows` rows.
+    fn complement(&mut self, rows: usize) {
+        for w in &mut self.words {
+            *w = !*w;
+        }
+        if !rows.is_multiple_of(64)
+            && let Some(last) = self.words.last_mut()
+        {
+            *last &= (1u64 << (rows % 64)) - 1;
+        }
+    }
+
+    fn intersect(&mut self, other: &RowSet) {
+        for (a, b) in self.words.iter_mut().zip(&other.words) {
+            *a &= b;
+        }
+    }
+
+    fn union(&mut self, other: &RowSet) {
+        for (a, b) in self.words.iter_mut().zip(&other.words) {
+            *a |= b;
+        }
+    }
 }
 
 /// A compiled filter: tables over distinct values, tested per row.
@@ -502,20 +579,19 @@ fn lookup(table: &[bool], id: u32) -> bool {
 }
 
 impl Plan {
-    fn eval(&self, r: &RowRec, row: usize) -> bool {
+    /// A leaf's test of one row (combinators are evaluated on whole row sets).
+    fn test(&self, r: &RowRec) -> bool {
         match self {
-            Plan::Const(b) => *b,
-            Plan::Endpoint(t) => lookup(t, r.src_ep) || lookup(t, r.dst_ep),
-            Plan::Addr(t) => lookup(t, r.src_addr) || lookup(t, r.dst_addr),
+            Plan::Endpoint(t) => lookup(t, r.src_ep) | lookup(t, r.dst_ep),
+            Plan::Addr(t) => lookup(t, r.src_addr) | lookup(t, r.dst_addr),
             Plan::PortRange(lo, hi) => {
-                (*lo..=*hi).contains(&r.src_port) || (*lo..=*hi).contains(&r.dst_port)
+                (*lo..=*hi).contains(&r.src_port) | (*lo..=*hi).contains(&r.dst_port)
             }
             Plan::PortTable(t) => {
-                lookup(t, u32::from(r.src_port)) || lookup(t, u32::from(r.dst_port))
+                lookup(t, u32::from(r.src_port)) | lookup(t, u32::from(r.dst_port))
             }
             Plan::Combo(t) => lookup(t, r.combo),
             Plan::Server(t) => lookup(t, r.server),
-            Plan::Rows(set) => set.contains(row),
             Plan::Any {
                 endpoint,
                 server,
@@ -523,15 +599,14 @@ impl Plan {
                 addr,
             } => {
                 lookup(endpoint, r.src_ep)
-                    || lookup(endpoint, r.dst_ep)
-                    || lookup(combo, r.combo)
-                    || lookup(server, r.server)
-                    || lookup(addr, r.src_addr)
-                    || lookup(addr, r.dst_addr)
+                    | lookup(endpoint, r.dst_ep)
+                    | lookup(combo, r.combo)
+                    | lookup(server, r.server)
+                    | lookup(addr, r.src_addr)
+                    | lookup(addr, r.dst_addr)
             }
-            Plan::Not(p) => !p.eval(r, row),
-            Plan::And(a, b) => a.eval(r, row) && b.eval(r, row),
-            Plan::Or(a, b) => a.eval(r, row) || b.eval(r, row),
+            Plan::Const(b) => *b,
+            Plan::Rows(_) | Plan::Not(_) | Plan::And(..) | Plan::Or(..) => false,
         }
     }
 }
@@ -700,6 +775,8 @@ mod tests {
             "ns:shop",
             "ns:KUBE-SYSTEM",
             "ns:default",
+            "ns:sho",
+            "ns:/^kube/",
             "pod:front",
             "pod:coredns",
             "workload:api",
@@ -713,12 +790,15 @@ mod tests {
             "ip:fd00::/8",
             "ip:/\\.1$/",
             "port:443",
+            "port:44",
             "port:5000-7000",
             "port:/^8/",
             "proto:udp",
             "proto:icmp",
+            "proto:tc",
             "app:tls",
             "app:etcd",
+            "app:tl",
             "app:/^(redis|dns)$/",
             "sni:cat",
             "sni:/shop/",
