@@ -6,8 +6,8 @@
 //! - `per_row/*`: the same filters evaluated row by row on the `FlowSummary`s after a sort,
 //!   as the TUI did before the search index (the reference the index is tested against);
 //!
-//! Also prints how long indexing takes (from scratch, and for one new chunk: the index is
-//! built on the first filter of a snapshot and then only for chunks it has not seen).
+//! Also prints how long indexing takes (from scratch, and for one new chunk: the App indexes
+//! finished rows as their chunks arrive, each chunk once).
 //! - `services`: aggregate the 1 M rows into Services edges.
 //!
 //! Also prints the resident memory with the rows loaded.
@@ -68,7 +68,7 @@ fn index_build_times(app: &App) {
     chunks.push(Arc::from(extra));
     let grown = FlowRows::from_chunks(chunks);
     let start = Instant::now();
-    index.sync(&grown);
+    index.sync(&grown, grown.len());
     eprintln!(
         "tui bench: search index of {ROWS} rows built in {:.2} s from scratch; one new chunk of \
          {CHUNK_ROWS} rows indexed in {:.1} ms; resident memory with the index {} MiB",

@@ -371,9 +371,13 @@ impl App {
         let seq = self.snapshot.seq;
         let key = (seq, self.filter_generation, self.flow_sort, self.names);
         if self.derived.key != Some(key) {
-            // Indexed lazily: a snapshot nobody filters costs no indexing.
-            if !self.filter.is_empty() && self.derived.index_seq != Some(seq) {
-                self.derived.search.sync(&self.snapshot.rows);
+            // Finished rows are indexed as their chunks arrive (each chunk once), so the
+            // first filter finds them ready; the live rows, new in every snapshot, are
+            // filtered row by row.
+            if self.derived.index_seq != Some(seq) {
+                let rows = &self.snapshot.rows;
+                let finished = rows.len().saturating_sub(self.snapshot.live_rows);
+                self.derived.search.sync(rows, finished);
                 self.derived.index_seq = Some(seq);
             }
             let sorted_key = (seq, self.flow_sort, self.names);

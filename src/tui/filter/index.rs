@@ -10,8 +10,9 @@
 //! with table lookups into a bit set, and `!`/`and`/`or` combine the bit sets word by word.
 //!
 //! Guarantees: [`SearchIndex::matching`] gives exactly the rows [`Expr::matches_in`] accepts
-//! (a property test checks it on random rows and filters); indexing is incremental per
-//! shared chunk of rows (a chunk already indexed is not indexed again), and the tables are
+//! (a property test checks it on random rows and filters, partly indexed or not); indexing
+//! is incremental per shared chunk of rows (a chunk already indexed is not indexed again;
+//! chunks left unindexed are evaluated row by row), and the tables are
 //! rebuilt from scratch when distinct values pile up beyond what the current rows need,
 //! so memory stays proportional to the rows held. Pure: no I/O, no clock, no threads.
 
@@ -163,12 +164,11 @@ pub struct RowRec {
     dst_port: u16,
 }
 
-/// An indexed chunk: the rows it was built from (kept so the pointer stays unique) and
-/// their records.
+/// A chunk of the rows (kept so the pointer stays unique) and, once indexed, its records.
 #[derive(Debug)]
 struct IndexedChunk {
     rows: Arc<[FlowSummary]>,
-    recs: Vec<RowRec>,
+    recs: Option<Vec<RowRec>>,
 }
 
 /// The index of one snapshot's rows (see the module doc).
@@ -185,14 +185,14 @@ pub struct SearchIndex {
 }
 
 impl SearchIndex {
-    /// An index of `rows`.
+    /// An index of all of `rows`.
     pub fn new(rows: &FlowRows) -> SearchIndex {
         let mut index = SearchIndex::default();
-        index.sync(rows);
+        index.sync(rows, rows.len());
         index
     }
 
-    /// Rows indexed.
+    /// Rows the index covers (indexed or not).
     pub fn len(&self) -> usize {
         self.rows
     }
@@ -201,8 +201,20 @@ impl SearchIndex {
         self.rows == 0
     }
 
-    /// Re-targets the index at `rows`: chunks indexed before are reused, new ones indexed.
-    pub fn sync(&mut self, rows: &FlowRows) {
+    /// Rows whose chunk is not indexed yet (filters evaluate them one by one).
+    pub fn pending_rows(&self) -> usize {
+        self.chunks
+            .iter()
+            .filter(|c| c.recs.is_none())
+            .map(|c| c.rows.len())
+            .sum()
+    }
+
+    /// Re-targets the index at `rows`: chunks indexed before are reused; new chunks that lie
+    /// within the first `index_rows` rows are indexed now, the others never (filters
+    /// evaluate their rows one by one: the TUI indexes finished rows as they arrive, not the
+    /// live rows that every snapshot replaces).
+    pub fn sync(&mut self, rows: &FlowRows, index_rows: usize) {
         let distinct = self.strings.len() + self.endpoints.len() + self.addrs.len();
         if distinct > 8 * rows.len() + (1 << 16) {
             // Evicted rows left their values behind: start over so memory follows the rows.
@@ -215,18 +227,20 @@ impl SearchIndex {
             .map(|c| (c.rows.as_ptr(), c))
             .collect();
         let mut chunks = Vec::with_capacity(rows.chunks().len());
+        let mut end = 0;
         for chunk in rows.chunks() {
-            let reused = old
+            end += chunk.len();
+            let mut entry = old
                 .remove(&chunk.as_ptr())
-                .filter(|c| c.rows.len() == chunk.len());
-            let indexed = match reused {
-                Some(c) => c,
-                None => IndexedChunk {
+                .filter(|c| c.rows.len() == chunk.len())
+                .unwrap_or_else(|| IndexedChunk {
                     rows: chunk.clone(),
-                    recs: chunk.iter().map(|f| self.record(f)).collect(),
-                },
-            };
-            chunks.push(indexed);
+                    recs: None,
+                });
+            if entry.recs.is_none() && end <= index_rows {
+                entry.recs = Some(chunk.iter().map(|f| self.record(f)).collect());
+            }
+            chunks.push(entry);
         }
         self.chunks = chunks;
         self.rows = rows.len();
@@ -271,17 +285,23 @@ impl SearchIndex {
         }
     }
 
-    /// Global row indexes with their records, in row order.
-    fn recs(&self) -> impl Iterator<Item = &RowRec> + '_ {
-        self.chunks.iter().flat_map(|c| c.recs.iter())
-    }
-
     /// Which rows match `expr` (`finding:` terms looked up in `findings`), as one bit per
     /// row in row order. Each term is one tight pass over the records (64 rows per word);
     /// `!`, `and` and `or` combine whole words.
     pub fn matching(&self, expr: &Expr, findings: &SnapshotFindings) -> RowSet {
         let plan = self.compile(expr, findings);
-        self.eval(&plan)
+        let mut set = self.eval(&plan);
+        // Chunks not indexed yet: row by row.
+        let mut start = 0;
+        for c in &self.chunks {
+            if c.recs.is_none() {
+                for (j, f) in c.rows.iter().enumerate() {
+                    set.assign(start + j, expr.matches_in(f, findings));
+                }
+            }
+            start += c.rows.len();
+        }
+        set
     }
 
     fn eval(&self, plan: &Plan) -> RowSet {
@@ -313,18 +333,12 @@ impl SearchIndex {
             }
             leaf => {
                 let mut set = RowSet::new(self.rows);
-                let mut word = 0u64;
-                let mut i = 0usize;
-                for rec in self.recs() {
-                    word |= u64::from(leaf.test(rec)) << (i % 64);
-                    i += 1;
-                    if i.is_multiple_of(64) {
-                        set.words[i / 64 - 1] = word;
-                        word = 0;
+                let mut start = 0;
+                for c in &self.chunks {
+                    if let Some(recs) = &c.recs {
+                        leaf.test_into(recs, start, &mut set);
                     }
-                }
-                if !i.is_multiple_of(64) {
-                    set.words[i / 64] = word;
+                    start += c.rows.len();
                 }
                 set
             }
@@ -502,8 +516,17 @@ impl RowSet {
     }
 
     fn insert(&mut self, i: usize) {
+        self.assign(i, true);
+    }
+
+    fn assign(&mut self, i: usize, value: bool) {
         if let Some(w) = self.words.get_mut(i / 64) {
-            *w |= 1 << (i % 64);
+            let bit = 1u64 << (i % 64);
+            if value {
+                *w |= bit;
+            } else {
+                *w &= !bit;
+            }
         }
     }
 
@@ -579,6 +602,28 @@ fn lookup(table: &[bool], id: u32) -> bool {
 }
 
 impl Plan {
+    /// Tests the records of rows `start..` into `set`, 64 rows per word where aligned.
+    fn test_into(&self, recs: &[RowRec], start: usize, set: &mut RowSet) {
+        let mut i = start;
+        let mut recs = recs.iter();
+        // Up to a word boundary one bit at a time, then whole words.
+        while !i.is_multiple_of(64) {
+            let Some(r) = recs.next() else { return };
+            set.assign(i, self.test(r));
+            i += 1;
+        }
+        let rest = recs.as_slice();
+        for (w, block) in rest.chunks(64).enumerate() {
+            let mut word = 0u64;
+            for (b, r) in block.iter().enumerate() {
+                word |= u64::from(self.test(r)) << b;
+            }
+            if let Some(slot) = set.words.get_mut(i / 64 + w) {
+                *slot = word;
+            }
+        }
+    }
+
     /// A leaf's test of one row (combinators are evaluated on whole row sets).
     fn test(&self, r: &RowRec) -> bool {
         match self {
@@ -632,9 +677,11 @@ mod tests {
         let rows = FlowRows::from_vec(synthetic::flows(10_000));
         let mut index = SearchIndex::new(&rows);
         let strings = index.strings.len();
-        let first = index.chunks[0].recs.as_ptr();
-        index.sync(&rows);
-        assert_eq!(index.chunks[0].recs.as_ptr(), first);
+        let recs = |i: &SearchIndex| i.chunks[0].recs.as_ref().map(|r| r.as_ptr());
+        let first = recs(&index);
+        index.sync(&rows, rows.len());
+        assert!(first.is_some());
+        assert_eq!(recs(&index), first);
         assert_eq!(index.strings.len(), strings);
         assert_eq!(index.len(), 10_000);
     }
@@ -644,7 +691,7 @@ mod tests {
         let big = FlowRows::from_vec(synthetic::flows(40_000));
         let mut index = SearchIndex::new(&big);
         let small = FlowRows::from_vec(synthetic::flows(10));
-        index.sync(&small);
+        index.sync(&small, small.len());
         assert_eq!(index.rebuilds, 1);
         assert_eq!(index.len(), 10);
         let expr = parse("ns:shop").unwrap().unwrap();
@@ -840,13 +887,17 @@ mod tests {
         fn index_equals_per_row_evaluation(
             rows in proptest::collection::vec(row(), 1..80),
             texts in proptest::collection::vec(filter_text(), 1..6),
+            indexed in 0usize..100,
         ) {
             let findings = SnapshotFindings::from_flows(&rows, None, &RulesConfig::default());
             // Small chunks, so rows are numbered across chunks as in a snapshot.
             let rows = FlowRows::from_chunks(
                 rows.chunks(7).map(|c| Arc::from(c.to_vec())).collect(),
             );
-            let index = SearchIndex::new(&rows);
+            // Some chunks indexed, the rest evaluated row by row.
+            let mut index = SearchIndex::default();
+            index.sync(&rows, indexed);
+            prop_assert!(index.pending_rows() <= rows.len());
             for text in &texts {
                 let expr = parse(text).unwrap().unwrap();
                 let set = index.matching(&expr, &findings);
