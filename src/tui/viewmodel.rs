@@ -23,7 +23,9 @@ use crate::summary::FlowSummary;
 use crate::tui::app::{App, EdgeCol, FlowCol, Mode, Sort, View};
 use crate::tui::config::Action;
 use crate::tui::filter::index::SearchIndex;
-use crate::tui::filter::{Filter, identity_namespace, identity_workload};
+use crate::tui::filter::{
+    Expr, Filter, Key, Rx, Term, Value, identity_namespace, identity_workload,
+};
 use crate::tui::findings::SnapshotFindings;
 use crate::tui::source::{ClusterOrigin, FlowRows, SourceKind};
 
@@ -309,17 +311,25 @@ pub fn group_of(identity: Option<&Identity>, addr: std::net::IpAddr, group: Grou
     group_key(identity, addr, group).name()
 }
 
-/// Filter terms naming an endpoint's group (empty for buckets such as `(external)`).
+/// Filter terms naming an endpoint's group (empty for buckets such as `(external)`),
+/// printed by the filter's own printer so they parse back to what was meant.
 fn group_terms(identity: Option<&Identity>, addr: std::net::IpAddr, group: Group) -> String {
-    let quoted = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
-    let exact = |s: &str| format!("/^{}$/", regex::escape(s).replace('/', "\\/"));
+    let field = |key: Key, value: Value| Expr::Term(Term::Field(key, value)).to_string();
     let ns = identity.and_then(identity_namespace);
     match (group, ns, identity.and_then(identity_workload)) {
         (Group::Workload, Some(ns), Some((_, w))) => {
-            format!("ns:{} workload:{}", quoted(ns), exact(w))
+            let workload = match Rx::new(&format!("^{}$", regex::escape(w))) {
+                Ok(rx) => Value::Regex(rx),
+                Err(_) => Value::text(w),
+            };
+            format!(
+                "{} {}",
+                field(Key::Ns, Value::text(ns)),
+                field(Key::Workload, workload)
+            )
         }
-        (Group::Workload, ..) => format!("ip:{addr}"),
-        (Group::Namespace, Some(ns), _) => format!("ns:{}", quoted(ns)),
+        (Group::Workload, ..) => field(Key::Ip, Value::Net(ipnet::IpNet::from(addr))),
+        (Group::Namespace, Some(ns), _) => field(Key::Ns, Value::text(ns)),
         (Group::Namespace, None, _) => String::new(),
     }
 }
