@@ -351,10 +351,22 @@ pub fn service_edges(
     sort: Sort<EdgeCol>,
 ) -> Vec<Edge> {
     let mut map: HashMap<(GroupKey<'_>, GroupKey<'_>), EdgeAgg<'_>> = HashMap::new();
-    for &i in index {
-        let Some(f) = rows.get(i as usize) else {
-            continue;
-        };
+    // Rows are visited in row order, whatever the Flows view's sort: memory is read
+    // sequentially, and the edges (e.g. which ports are kept) do not depend on that sort.
+    let keep = (index.len() < rows.len()).then(|| {
+        let mut keep = vec![false; rows.len()];
+        for &i in index {
+            if let Some(k) = keep.get_mut(i as usize) {
+                *k = true;
+            }
+        }
+        keep
+    });
+    let kept = rows
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| keep.as_ref().is_none_or(|k| k[*i]));
+    for (_, f) in kept {
         if f.outer {
             continue;
         }
