@@ -1,8 +1,13 @@
 //! TUI speed with 1 M flows loaded (synthetic rows, `podwire::tui::synthetic`):
 //! - `frame`: build the visible view-model and render one frame to a TestBackend (120×40);
 //!   budget 16 ms;
-//! - `filter/*`: apply a new filter (filter + sort the 1 M rows, rebuild the cached index);
-//!   budget 100 ms;
+//! - `filter/*`: apply a new filter (evaluate it through the search index, walk the sorted
+//!   index); budget 100 ms;
+//! - `per_row/*`: the same filters evaluated row by row on the `FlowSummary`s after a sort,
+//!   as the TUI did before the search index (the reference the index is tested against);
+//!
+//! Also prints how long indexing takes (from scratch, and for one new chunk: the App indexes
+//! finished rows as their chunks arrive, each chunk once).
 //! - `services`: aggregate the 1 M rows into Services edges.
 //!
 //! Also prints the resident memory with the rows loaded.
@@ -12,13 +17,14 @@
 
 use std::hint::black_box;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use podwire::tui::app::{App, FlowCol, Sort, View};
 use podwire::tui::config::Config;
 use podwire::tui::filter::Filter;
-use podwire::tui::source::{FlowRows, Snapshot, SourceKind};
+use podwire::tui::filter::index::SearchIndex;
+use podwire::tui::source::{CHUNK_ROWS, FlowRows, Snapshot, SourceKind};
 use podwire::tui::{render, synthetic, viewmodel};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
@@ -51,8 +57,30 @@ fn app() -> App {
     app
 }
 
+fn index_build_times(app: &App) {
+    let start = Instant::now();
+    let mut index = SearchIndex::new(&app.snapshot.rows);
+    let scratch = start.elapsed();
+    let mut chunks = app.snapshot.rows.chunks().to_vec();
+    let extra: Vec<_> = (ROWS..ROWS + CHUNK_ROWS as u64)
+        .map(synthetic::flow)
+        .collect();
+    chunks.push(Arc::from(extra));
+    let grown = FlowRows::from_chunks(chunks);
+    let start = Instant::now();
+    index.sync(&grown, grown.len());
+    eprintln!(
+        "tui bench: search index of {ROWS} rows built in {:.2} s from scratch; one new chunk of \
+         {CHUNK_ROWS} rows indexed in {:.1} ms; resident memory with the index {} MiB",
+        scratch.as_secs_f64(),
+        start.elapsed().as_secs_f64() * 1e3,
+        rss_mib()
+    );
+}
+
 fn bench(c: &mut Criterion) {
     let mut app = app();
+    index_build_times(&app);
     let mut terminal = Terminal::new(TestBackend::new(120, 40)).expect("test backend");
     let mut group = c.benchmark_group("tui_1M");
     group.sample_size(10);
@@ -83,6 +111,27 @@ fn bench(c: &mut Criterion) {
     ];
     for (name, text) in filters {
         let filter = Filter::new(text).expect("valid");
+        let before = name.replace("filter/", "per_row/");
+        group.bench_function(before, |b| {
+            b.iter(|| {
+                let sorted = viewmodel::sort_all(
+                    &app.snapshot.rows,
+                    &app.snapshot.findings,
+                    app.flow_sort,
+                    app.names,
+                );
+                let kept: Vec<u32> = sorted
+                    .into_iter()
+                    .filter(|&i| {
+                        app.snapshot
+                            .rows
+                            .get(i as usize)
+                            .is_some_and(|f| filter.matches_in(f, &app.snapshot.findings))
+                    })
+                    .collect();
+                black_box(kept.len());
+            })
+        });
         group.bench_function(name, |b| {
             b.iter(|| {
                 app.filter = filter.clone();

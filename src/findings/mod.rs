@@ -1176,12 +1176,12 @@ mod tests {
             interfaces: vec![0],
             end: EndReason::Active,
             app: info,
-            enrichment: Some(Enrichment {
+            enrichment: Some(Box::new(Enrichment {
                 src_identity: src,
                 dst_identity: dst,
                 verdict: None,
                 verdict_target: None,
-            }),
+            })),
         }
     }
 

@@ -16,6 +16,7 @@ use ratatui::layout::Rect;
 
 use crate::summary::FlowSummary;
 use crate::tui::config::{Action, Config};
+use crate::tui::filter::index::SearchIndex;
 use crate::tui::filter::{Filter, FilterError};
 use crate::tui::source::{
     Control, ExportFlow, ExportOutcome, ExportRequest, ExportTarget, Snapshot, SourceKind, Speed,
@@ -231,6 +232,10 @@ pub enum Effect {
 /// Caches derived from the snapshot; the key says what they were computed from.
 #[derive(Debug, Default)]
 pub struct Derived {
+    /// Snapshot the search index was synchronised with.
+    pub index_seq: Option<u64>,
+    /// Interned, compact form of the rows that filters are evaluated on.
+    pub search: SearchIndex,
     pub key: Option<(u64, u64, Sort<FlowCol>, bool)>,
     /// Every row's index, sorted (recomputed only for a new snapshot or sort order).
     pub sorted_key: Option<(u64, Sort<FlowCol>, bool)>,
@@ -265,6 +270,10 @@ pub struct App {
     /// Serial of the flow whose detail pane is open.
     pub detail: Option<u64>,
     pub detail_scroll: u16,
+    /// Source and destination group of the Services edge whose detail pane is open.
+    pub edge_detail: Option<(String, String)>,
+    /// First help line shown (the help overlay scrolls when it does not fit).
+    pub help_scroll: u16,
     /// Keep the cursor on the same flow when rows move.
     pub selected_serial: Option<u64>,
     pub names: bool,
@@ -304,6 +313,8 @@ impl App {
             nav: [Nav::default(); 6],
             detail: None,
             detail_scroll: 0,
+            edge_detail: None,
+            help_scroll: 0,
             selected_serial: None,
             names: true,
             wide: false,
@@ -365,12 +376,30 @@ impl App {
         let seq = self.snapshot.seq;
         let key = (seq, self.filter_generation, self.flow_sort, self.names);
         if self.derived.key != Some(key) {
-            self.derived.flow_index = viewmodel::filter_sort(
-                &self.snapshot.rows,
+            // Finished rows are indexed as their chunks arrive (each chunk once), so the
+            // first filter finds them ready; the live rows, new in every snapshot, are
+            // filtered row by row.
+            if self.derived.index_seq != Some(seq) {
+                let rows = &self.snapshot.rows;
+                let finished = rows.len().saturating_sub(self.snapshot.live_rows);
+                self.derived.search.sync(rows, finished);
+                self.derived.index_seq = Some(seq);
+            }
+            let sorted_key = (seq, self.flow_sort, self.names);
+            if self.derived.sorted_key != Some(sorted_key) {
+                self.derived.sorted = viewmodel::sort_all(
+                    &self.snapshot.rows,
+                    &self.snapshot.findings,
+                    self.flow_sort,
+                    self.names,
+                );
+                self.derived.sorted_key = Some(sorted_key);
+            }
+            self.derived.flow_index = viewmodel::filter_sorted(
+                &self.derived.search,
                 &self.snapshot.findings,
+                &self.derived.sorted,
                 &self.filter,
-                self.flow_sort,
-                self.names,
             );
             self.derived.key = Some(key);
             // Keep the cursor on the same flow.
@@ -450,6 +479,16 @@ impl App {
     fn switch(&mut self, view: View) {
         self.view = view;
         self.detail = None;
+        self.edge_detail = None;
+    }
+
+    /// Is a detail pane (flow or edge) open in the current view?
+    fn detail_open(&self) -> bool {
+        match self.view {
+            View::Flows => self.detail.is_some(),
+            View::Services => viewmodel::open_edge(self).is_some(),
+            _ => false,
+        }
     }
 
     /// Namespaces known from the cluster (for `:ns` completion).
@@ -551,7 +590,7 @@ fn mouse_event(app: &mut App, mouse: MouseEvent) {
     let (len, page) = (app.rows_in_view(), app.page());
     match mouse.kind {
         MouseEventKind::ScrollDown => {
-            if app.detail.is_some() {
+            if app.detail_open() {
                 app.detail_scroll = app.detail_scroll.saturating_add(3);
             } else {
                 app.nav_mut().move_by(3, len, page);
@@ -559,7 +598,7 @@ fn mouse_event(app: &mut App, mouse: MouseEvent) {
             }
         }
         MouseEventKind::ScrollUp => {
-            if app.detail.is_some() {
+            if app.detail_open() {
                 app.detail_scroll = app.detail_scroll.saturating_sub(3);
             } else {
                 app.nav_mut().move_by(-3, len, page);
@@ -602,6 +641,27 @@ fn open(app: &mut App) {
                 .map(|f| f.serial);
             app.detail_scroll = 0;
         }
+        View::Services => match viewmodel::open_edge(app) {
+            // Enter in the edge's pane: its flows, with the filter that selects them.
+            Some(edge) if !edge.filter.is_empty() => match Filter::new(&edge.filter) {
+                Ok(filter) => {
+                    app.apply_filter(filter);
+                    app.switch(View::Flows);
+                    app.status = Some("filter from the Services edge (both directions)".into());
+                }
+                Err(e) => app.status = Some(format!("filter: {e}")),
+            },
+            Some(_) => app.status = Some("no filter names these groups".into()),
+            None => {
+                let nav = app.nav[View::Services.index()];
+                app.edge_detail = app
+                    .derived
+                    .edges
+                    .get(nav.selected)
+                    .map(|e| (e.src.clone(), e.dst.clone()));
+                app.detail_scroll = 0;
+            }
+        },
         View::Findings => {
             let nav = app.nav[View::Findings.index()];
             let finding = app
@@ -628,9 +688,7 @@ fn key_event(app: &mut App, key: KeyEvent, effects: &mut Vec<Effect>) {
         return;
     }
     match app.mode.clone() {
-        Mode::Help => {
-            app.mode = Mode::Normal;
-        }
+        Mode::Help => help_key(app, key),
         Mode::ConfirmQuit => {
             if matches!(key.code, KeyCode::Char('y' | 'Y') | KeyCode::Enter) {
                 app.quit = true;
@@ -703,6 +761,32 @@ fn key_event(app: &mut App, key: KeyEvent, effects: &mut Vec<Effect>) {
     }
 }
 
+fn open_help(app: &mut App) {
+    app.mode = Mode::Help;
+    app.help_scroll = 0;
+}
+
+/// In the help overlay, movement keys scroll it; any other key closes it.
+fn help_key(app: &mut App, key: KeyEvent) {
+    let visible = viewmodel::help_rows(app.size.1).max(1);
+    let last = viewmodel::help(app).len().saturating_sub(visible);
+    let scroll = app.help_scroll as usize;
+    let target = match app.config.keys.action(&key) {
+        Some(Action::Down) => scroll + 1,
+        Some(Action::Up) => scroll.saturating_sub(1),
+        Some(Action::PageDown) => scroll + visible,
+        Some(Action::PageUp) => scroll.saturating_sub(visible),
+        Some(Action::Top) => 0,
+        Some(Action::Bottom) => last,
+        _ => {
+            app.mode = Mode::Normal;
+            app.help_scroll = 0;
+            return;
+        }
+    };
+    app.help_scroll = target.min(last).min(u16::MAX as usize) as u16;
+}
+
 /// Live validation: a valid filter is applied as the user types.
 fn filter_typed(app: &mut App, input: String) {
     match Filter::new(&input) {
@@ -742,10 +826,10 @@ fn normal_key(app: &mut App, key: KeyEvent, effects: &mut Vec<Effect>) {
     };
     app.status = None;
     let (len, page) = (app.rows_in_view(), app.page());
-    let detail_open = app.detail.is_some();
+    let detail_open = app.detail_open();
     match action {
         Action::Quit => quit(app, effects),
-        Action::Help => app.mode = Mode::Help,
+        Action::Help => open_help(app),
         Action::Command => {
             app.mode = Mode::Command {
                 input: String::new(),
@@ -780,7 +864,9 @@ fn normal_key(app: &mut App, key: KeyEvent, effects: &mut Vec<Effect>) {
         }
         Action::Open => open(app),
         Action::Back => {
-            if app.detail.is_some() {
+            if app.view == View::Services && app.edge_detail.is_some() {
+                app.edge_detail = None;
+            } else if app.detail.is_some() {
                 app.detail = None;
             } else if !app.filter.is_empty() {
                 app.apply_filter(Filter::default());
@@ -843,6 +929,7 @@ fn normal_key(app: &mut App, key: KeyEvent, effects: &mut Vec<Effect>) {
         Action::Export => export_selected(app, effects),
         Action::Group => {
             if app.view == View::Services {
+                app.edge_detail = None;
                 app.group = match app.group {
                     Group::Workload => Group::Namespace,
                     Group::Namespace => Group::Workload,
@@ -883,7 +970,7 @@ fn command(app: &mut App, line: &str, effects: &mut Vec<Effect>) {
                 quit(app, effects);
             }
         }
-        "help" => app.mode = Mode::Help,
+        "help" => open_help(app),
         "ns" | "filter" => {
             let text = if head == "ns" {
                 if arg.is_empty() {

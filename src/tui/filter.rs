@@ -733,11 +733,15 @@ struct AddrBuf {
 }
 
 impl AddrBuf {
-    fn of(ip: IpAddr) -> AddrBuf {
-        let mut b = AddrBuf {
+    fn empty() -> AddrBuf {
+        AddrBuf {
             buf: [0; 48],
             len: 0,
-        };
+        }
+    }
+
+    fn of(ip: IpAddr) -> AddrBuf {
+        let mut b = AddrBuf::empty();
         let _ = write!(b, "{ip}");
         b
     }
@@ -826,10 +830,7 @@ fn term_matches(term: &Term, flow: &FlowSummary, findings: &SnapshotFindings) ->
                 .into_iter()
                 .any(|p| (*lo..=*hi).contains(&p)),
             other => [flow.src.port, flow.dst.port].into_iter().any(|p| {
-                let mut b = AddrBuf {
-                    buf: [0; 48],
-                    len: 0,
-                };
+                let mut b = AddrBuf::empty();
                 let _ = write!(b, "{p}");
                 text_matches(other, b.as_str(), true)
             }),
@@ -921,6 +922,8 @@ pub fn display_server_name(flow: &FlowSummary) -> Option<String> {
 pub fn key_names() -> impl Iterator<Item = &'static str> {
     Key::ALL.iter().map(|k| k.as_str())
 }
+
+pub mod index;
 
 #[cfg(test)]
 mod tests;

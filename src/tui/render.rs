@@ -9,7 +9,9 @@ use ratatui::text::{Line as TextLine, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Row, Sparkline, Table, Wrap};
 
 use crate::tui::config::Palette;
-use crate::tui::viewmodel::{Areas, Body, Cell, GraphVm, Line, Role, Screen, TableVm, Width};
+use crate::tui::viewmodel::{
+    Areas, Body, Cell, GraphVm, HelpVm, Line, Role, Screen, TableVm, Width, help_rows,
+};
 
 fn style(role: Role, p: &Palette) -> Style {
     match role {
@@ -144,13 +146,12 @@ fn text(frame: &mut Frame, area: Rect, title: &str, lines: &[Line], scroll: u16,
     );
 }
 
-fn help(frame: &mut Frame, area: Rect, lines: &[Line], p: &Palette) {
-    let w = area.width.saturating_sub(4).min(120);
-    let max_h = area.height.saturating_sub(2);
-    // Two columns when one does not fit.
-    let columns = if lines.len() as u16 + 2 > max_h { 2 } else { 1 };
-    let per_column = lines.len().div_ceil(columns);
-    let h = (per_column as u16 + 2).min(max_h);
+/// One column, scrolled (lines are kept short enough for 80 columns, so nothing wraps and
+/// every line is reachable with j/k/PgDn at any height).
+fn help(frame: &mut Frame, area: Rect, vm: &HelpVm, p: &Palette) {
+    let w = area.width.saturating_sub(4).min(90);
+    let visible = help_rows(area.height);
+    let h = (vm.lines.len().min(visible) as u16 + 2).min(area.height);
     let rect = Rect::new(
         area.x + (area.width - w) / 2,
         area.y + (area.height.saturating_sub(h)) / 2,
@@ -158,18 +159,28 @@ fn help(frame: &mut Frame, area: Rect, lines: &[Line], p: &Palette) {
         h,
     );
     frame.render_widget(Clear, rect);
+    let scroll = usize::from(vm.scroll).min(vm.lines.len().saturating_sub(visible));
+    let title = if vm.lines.len() > visible {
+        format!(
+            " help {}-{}/{} — j/k PgDn scroll, other keys close ",
+            scroll + 1,
+            (scroll + visible).min(vm.lines.len()),
+            vm.lines.len()
+        )
+    } else {
+        " help — any key closes ".to_string()
+    };
     let block = Block::default()
         .borders(Borders::ALL)
-        .title(Span::styled(" help — any key closes ", p.accent));
-    let inner = block.inner(rect);
-    frame.render_widget(block, rect);
-    let parts = Layout::horizontal(vec![Constraint::Fill(1); columns]).split(inner);
-    for (i, chunk) in lines.chunks(per_column.max(1)).enumerate() {
-        if let Some(part) = parts.get(i) {
-            let body: Vec<TextLine> = chunk.iter().map(|l| line(l, p)).collect();
-            frame.render_widget(Paragraph::new(body).wrap(Wrap { trim: false }), *part);
-        }
-    }
+        .title(Span::styled(title, p.accent));
+    let body: Vec<TextLine> = vm
+        .lines
+        .iter()
+        .skip(scroll)
+        .take(visible)
+        .map(|l| line(l, p))
+        .collect();
+    frame.render_widget(Paragraph::new(body).block(block), rect);
 }
 
 /// Draws one frame.
@@ -238,7 +249,7 @@ pub fn draw(frame: &mut Frame, screen: &Screen, areas: &Areas, p: &Palette) {
     }
     frame.render_widget(Paragraph::new(line(&screen.input, p)), areas.input);
     frame.render_widget(Paragraph::new(line(&screen.status, p)), areas.status);
-    if let Some(lines) = &screen.help {
-        help(frame, frame.area(), lines, p);
+    if let Some(vm) = &screen.help {
+        help(frame, frame.area(), vm, p);
     }
 }

@@ -151,6 +151,20 @@ pub struct FlowRows {
     len: usize,
 }
 
+/// Splits rows into shared chunks of at most [`CHUNK_ROWS`], moving them (a deep clone
+/// would copy every identity string of every row).
+fn into_chunks(rows: Vec<FlowSummary>) -> Vec<Arc<[FlowSummary]>> {
+    let mut chunks = Vec::with_capacity(rows.len().div_ceil(CHUNK_ROWS));
+    let mut rows = rows.into_iter();
+    loop {
+        let chunk: Vec<FlowSummary> = rows.by_ref().take(CHUNK_ROWS).collect();
+        if chunk.is_empty() {
+            return chunks;
+        }
+        chunks.push(Arc::from(chunk));
+    }
+}
+
 impl FlowRows {
     pub fn from_chunks(chunks: Vec<Arc<[FlowSummary]>>) -> FlowRows {
         let mut starts = Vec::with_capacity(chunks.len());
@@ -168,11 +182,7 @@ impl FlowRows {
 
     /// Rows from one vector (tests, benches).
     pub fn from_vec(rows: Vec<FlowSummary>) -> FlowRows {
-        let chunks: Vec<Arc<[FlowSummary]>> = rows
-            .chunks(CHUNK_ROWS)
-            .map(|c| Arc::from(c.to_vec()))
-            .collect();
-        FlowRows::from_chunks(chunks)
+        FlowRows::from_chunks(into_chunks(rows))
     }
 
     pub fn len(&self) -> usize {
@@ -196,6 +206,11 @@ impl FlowRows {
 
     pub fn iter(&self) -> impl Iterator<Item = &FlowSummary> + '_ {
         self.chunks.iter().flat_map(|c| c.iter())
+    }
+
+    /// The shared chunks, in row order (the search index caches per chunk).
+    pub fn chunks(&self) -> &[Arc<[FlowSummary]>] {
+        &self.chunks
     }
 }
 
@@ -538,9 +553,9 @@ impl Feeder {
             return;
         }
         let pending = std::mem::take(&mut self.pending);
-        for chunk in pending.chunks(CHUNK_ROWS) {
+        for chunk in into_chunks(pending) {
             self.ring_len += chunk.len();
-            self.ring.push_back(Arc::from(chunk.to_vec()));
+            self.ring.push_back(chunk);
         }
         while self.ring_len > self.ring_rows {
             let Some(oldest) = self.ring.pop_front() else {
@@ -739,7 +754,7 @@ impl Feeder {
                 if enrich {
                     let shadow =
                         crate::flow::Flow::new(key, row.serial, initiator_is_a, row.first_ns);
-                    row.enrichment = self.engine.enrich(&shadow);
+                    row.enrichment = self.engine.enrich(&shadow).map(Box::new);
                 }
                 row
             })

@@ -129,12 +129,12 @@ pub fn flow(i: u64) -> FlowSummary {
         interfaces: vec![0],
         end: EndReason::Idle,
         app: info,
-        enrichment: Some(Enrichment {
+        enrichment: Some(Box::new(Enrichment {
             src_identity: pod(i, src_ns, src_wl),
             dst_identity: pod(i / 3, dst_ns, dst_wl),
             verdict: Some(verdict),
             verdict_target: None,
-        }),
+        })),
     }
 }
 

@@ -1,6 +1,6 @@
 //! The pure view-model: from [`App`] state to what each screen shows.
 //!
-//! Nothing here draws or does I/O. [`filter_sort`] and the aggregations ([`service_edges`],
+//! Nothing here draws or does I/O. [`sort_all`], [`filter_sorted`] and the aggregations ([`service_edges`],
 //! [`findings`], [`policy_table`]) run when their inputs change (the App caches them);
 //! [`screen`] formats only the rows that fit on screen, so building a frame costs the same
 //! with 100 or 1 000 000 flows. Every string that came off the wire or out of the cluster is
@@ -22,7 +22,10 @@ use crate::sanitize::{sanitize, sanitize_capped};
 use crate::summary::FlowSummary;
 use crate::tui::app::{App, EdgeCol, FlowCol, Mode, Sort, View};
 use crate::tui::config::Action;
-use crate::tui::filter::{Filter, identity_namespace, identity_workload};
+use crate::tui::filter::index::SearchIndex;
+use crate::tui::filter::{
+    Expr, Filter, Key, Rx, Term, Value, identity_namespace, identity_workload,
+};
 use crate::tui::findings::SnapshotFindings;
 use crate::tui::source::{ClusterOrigin, FlowRows, SourceKind};
 
@@ -154,36 +157,24 @@ fn enc_rank(e: Encryption) -> u64 {
     }
 }
 
-/// Indexes of the rows that match `filter`, sorted by `sort` (ties: first packet, serial).
-pub fn filter_sort(
-    rows: &FlowRows,
-    findings: &SnapshotFindings,
-    filter: &Filter,
-    sort: Sort<FlowCol>,
-    names: bool,
-) -> Vec<u32> {
-    let sorted = sort_all(rows, findings, sort, names);
-    filter_sorted(rows, findings, &sorted, filter)
-}
-
 /// Keeps the rows of an already sorted index that match `filter`, in order. Changing the
-/// filter costs one evaluation per row and no sort.
+/// filter costs no sort: the filter is evaluated through the snapshot's [`SearchIndex`]
+/// (once per distinct value, then integer lookups per row) into a row set, and the sorted
+/// index is walked once.
 pub fn filter_sorted(
-    rows: &FlowRows,
+    index: &SearchIndex,
     findings: &SnapshotFindings,
     sorted: &[u32],
     filter: &Filter,
 ) -> Vec<u32> {
-    if filter.is_empty() {
+    let Some(expr) = &filter.expr else {
         return sorted.to_vec();
-    }
+    };
+    let matching = index.matching(expr, findings);
     sorted
         .iter()
         .copied()
-        .filter(|&i| {
-            rows.get(i as usize)
-                .is_some_and(|f| filter.matches_in(f, findings))
-        })
+        .filter(|&i| matching.contains(i as usize))
         .collect()
 }
 
@@ -269,8 +260,11 @@ pub struct Edge {
     pub no_verdict: u64,
     /// Application protocols with flow counts, most common first.
     pub apps: Vec<(String, u64)>,
-    /// Destination ports seen (at most 4 shown).
+    /// Destination ports seen (at most 16 kept).
     pub ports: Vec<u16>,
+    /// A filter that shows the edge's flows in the Flows view: both groups' terms (the
+    /// language has no direction, so flows the other way between the groups match too).
+    pub filter: String,
 }
 
 /// A group key borrowed from the rows (formatted once per distinct group).
@@ -317,9 +311,34 @@ pub fn group_of(identity: Option<&Identity>, addr: std::net::IpAddr, group: Grou
     group_key(identity, addr, group).name()
 }
 
-#[derive(Default)]
-struct EdgeAgg {
+/// Filter terms naming an endpoint's group (empty for buckets such as `(external)`),
+/// printed by the filter's own printer so they parse back to what was meant.
+fn group_terms(identity: Option<&Identity>, addr: std::net::IpAddr, group: Group) -> String {
+    let field = |key: Key, value: Value| Expr::Term(Term::Field(key, value)).to_string();
+    let ns = identity.and_then(identity_namespace);
+    match (group, ns, identity.and_then(identity_workload)) {
+        (Group::Workload, Some(ns), Some((_, w))) => {
+            let workload = match Rx::new(&format!("^{}$", regex::escape(w))) {
+                Ok(rx) => Value::Regex(rx),
+                Err(_) => Value::text(w),
+            };
+            format!(
+                "{} {}",
+                field(Key::Ns, Value::text(ns)),
+                field(Key::Workload, workload)
+            )
+        }
+        (Group::Workload, ..) => field(Key::Ip, Value::Net(ipnet::IpNet::from(addr))),
+        (Group::Namespace, Some(ns), _) => field(Key::Ns, Value::text(ns)),
+        (Group::Namespace, None, _) => String::new(),
+    }
+}
+
+struct EdgeAgg<'a> {
     edge: Edge,
+    /// The first flow's endpoints (they name the groups in the edge's filter).
+    src: (Option<&'a Identity>, std::net::IpAddr),
+    dst: (Option<&'a Identity>, std::net::IpAddr),
     apps: BTreeMap<&'static str, u64>,
     ports: BTreeSet<u16>,
 }
@@ -331,11 +350,23 @@ pub fn service_edges(
     group: Group,
     sort: Sort<EdgeCol>,
 ) -> Vec<Edge> {
-    let mut map: HashMap<(GroupKey<'_>, GroupKey<'_>), EdgeAgg> = HashMap::new();
-    for &i in index {
-        let Some(f) = rows.get(i as usize) else {
-            continue;
-        };
+    let mut map: HashMap<(GroupKey<'_>, GroupKey<'_>), EdgeAgg<'_>> = HashMap::new();
+    // Rows are visited in row order, whatever the Flows view's sort: memory is read
+    // sequentially, and the edges (e.g. which ports are kept) do not depend on that sort.
+    let keep = (index.len() < rows.len()).then(|| {
+        let mut keep = vec![false; rows.len()];
+        for &i in index {
+            if let Some(k) = keep.get_mut(i as usize) {
+                *k = true;
+            }
+        }
+        keep
+    });
+    let kept = rows
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| keep.as_ref().is_none_or(|k| k[*i]));
+    for (_, f) in kept {
         if f.outer {
             continue;
         }
@@ -347,7 +378,13 @@ pub fn service_edges(
             group_key(si, f.src.addr, group),
             group_key(di, f.dst.addr, group),
         );
-        let agg = map.entry(key).or_default();
+        let agg = map.entry(key).or_insert_with(|| EdgeAgg {
+            edge: Edge::default(),
+            src: (si, f.src.addr),
+            dst: (di, f.dst.addr),
+            apps: BTreeMap::new(),
+            ports: BTreeSet::new(),
+        });
         let e = &mut agg.edge;
         e.flows += 1;
         e.bytes += f.bytes();
@@ -390,6 +427,16 @@ pub fn service_edges(
             apps.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
             e.apps = apps;
             e.ports = agg.ports.into_iter().collect();
+            let terms = [
+                group_terms(agg.src.0, agg.src.1, group),
+                group_terms(agg.dst.0, agg.dst.1, group),
+            ];
+            e.filter = terms
+                .iter()
+                .filter(|t| !t.is_empty())
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join(" ");
             e
         })
         .collect();
@@ -632,6 +679,19 @@ pub enum Body {
     },
 }
 
+/// The help overlay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HelpVm {
+    pub lines: Vec<Line>,
+    pub scroll: u16,
+}
+
+/// Help lines visible at once on a terminal `height` rows tall (the overlay leaves a row
+/// above and below and has a border).
+pub fn help_rows(height: u16) -> usize {
+    height.saturating_sub(4) as usize
+}
+
 /// Everything one frame shows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Screen {
@@ -639,8 +699,8 @@ pub struct Screen {
     pub body: Body,
     pub input: Line,
     pub status: Line,
-    /// Help overlay.
-    pub help: Option<Vec<Line>>,
+    /// Help overlay: its lines and the first one shown.
+    pub help: Option<HelpVm>,
 }
 
 fn enc_cell(e: Encryption) -> Cell {
@@ -1040,7 +1100,111 @@ fn share(part: u64, whole: u64) -> String {
         .map_or_else(|| "-".into(), |p| format!("{p}%"))
 }
 
+/// The detail pane of one Services edge.
+pub fn edge_detail(e: &Edge, group: Group) -> Vec<Line> {
+    let mut out = vec![section("Edge")];
+    let by = match group {
+        Group::Workload => "workload",
+        Group::Namespace => "namespace",
+    };
+    out.push(kv("source", format!("{} (by {by})", e.src)));
+    out.push(kv("destination", e.dst.clone()));
+    out.push(kv("flows", e.flows.to_string()));
+    out.push(kv("bytes", human_bytes(e.bytes)));
+    out.push(section("Protocols"));
+    for (app, n) in &e.apps {
+        out.push(kv(
+            &format!("  {app}"),
+            format!("{n} flows ({})", share(*n, e.flows)),
+        ));
+    }
+    let ports: Vec<String> = e.ports.iter().map(|p| p.to_string()).collect();
+    out.push(kv(
+        "ports",
+        if ports.is_empty() {
+            "-".to_string()
+        } else {
+            ports.join(", ")
+        },
+    ));
+    out.push(section("Encryption"));
+    let unknown = e.flows.saturating_sub(e.encrypted + e.plaintext);
+    out.push(vec![
+        Cell::new(format!("  {:<14}", "encrypted"), Role::Dim),
+        Cell::new(
+            format!("{} ({})", e.encrypted, share(e.encrypted, e.flows)),
+            Role::Encrypted,
+        ),
+    ]);
+    out.push(vec![
+        Cell::new(format!("  {:<14}", "plaintext"), Role::Dim),
+        Cell::new(
+            format!("{} ({})", e.plaintext, share(e.plaintext, e.flows)),
+            if e.plaintext > 0 {
+                Role::Plaintext
+            } else {
+                Role::Normal
+            },
+        ),
+    ]);
+    out.push(kv(
+        "unknown",
+        format!("{unknown} ({})", share(unknown, e.flows)),
+    ));
+    out.push(section("NetworkPolicy verdicts"));
+    out.push(vec![
+        Cell::new(format!("  {:<14}", "allowed"), Role::Dim),
+        Cell::new(e.allowed.to_string(), Role::Allowed),
+    ]);
+    out.push(vec![
+        Cell::new(format!("  {:<14}", "denied"), Role::Dim),
+        Cell::new(
+            e.denied.to_string(),
+            if e.denied > 0 {
+                Role::Denied
+            } else {
+                Role::Normal
+            },
+        ),
+    ]);
+    out.push(kv("no verdict", e.no_verdict.to_string()));
+    out.push(section("Flows"));
+    if e.filter.is_empty() {
+        out.push(kv("filter", "none names these groups"));
+    } else {
+        out.push(vec![Cell::new(
+            "  Enter shows them in Flows with the filter",
+            Role::Dim,
+        )]);
+        out.push(vec![Cell::new(
+            format!("    {}", sanitize(&e.filter)),
+            Role::Accent,
+        )]);
+        out.push(vec![Cell::new(
+            "  (no direction in filters: flows the other way match too)",
+            Role::Dim,
+        )]);
+    }
+    out
+}
+
+/// The edge whose detail pane is open, if it still exists.
+pub fn open_edge(app: &App) -> Option<&Edge> {
+    let (src, dst) = app.edge_detail.as_ref()?;
+    app.derived
+        .edges
+        .iter()
+        .find(|e| &e.src == src && &e.dst == dst)
+}
+
 fn services_body(app: &App, areas: &Areas) -> Body {
+    if let Some(e) = open_edge(app) {
+        return Body::Text {
+            title: format!("{} → {} (Esc back, Enter: its flows)", e.src, e.dst),
+            lines: edge_detail(e, app.group),
+            scroll: app.detail_scroll,
+        };
+    }
     let nav = app.nav[View::Services.index()];
     let edges = &app.derived.edges;
     let headers = vec![
@@ -1425,6 +1589,9 @@ pub fn help(app: &App) -> Vec<Line> {
         View::Services => &[
             Action::Down,
             Action::Up,
+            Action::PageDown,
+            Action::Open,
+            Action::Back,
             Action::Sort,
             Action::SortReverse,
             Action::Group,
@@ -1452,9 +1619,14 @@ pub fn help(app: &App) -> Vec<Line> {
         ]);
     }
     out.push(vec![
-        Cell::new("  1-6             ", Role::Accent),
+        Cell::new(format!(" {:<12} ", "1-6"), Role::Accent),
         Cell::plain("switch view"),
     ]);
+    if app.view == View::Services {
+        out.push(vec![Cell::plain(
+            "  Enter on an edge: its details; Enter again: its flows",
+        )]);
+    }
     out.push(section(
         "Filter: key:value, !neg, and/or, ( ), /regex/, free text",
     ));
@@ -1595,6 +1767,9 @@ pub fn screen(app: &App) -> Screen {
         body,
         input: input_line(app),
         status: status_line(app),
-        help: (app.mode == Mode::Help).then(|| help(app)),
+        help: (app.mode == Mode::Help).then(|| HelpVm {
+            lines: help(app),
+            scroll: app.help_scroll,
+        }),
     }
 }

@@ -205,12 +205,12 @@ impl<'a> FlowMaker<'a> {
             interfaces: vec![0],
             end: EndReason::Active,
             app,
-            enrichment: Some(Enrichment {
+            enrichment: Some(Box::new(Enrichment {
                 src_identity,
                 dst_identity,
                 verdict: Some(verdict),
                 verdict_target: None,
-            }),
+            })),
         });
     }
 }

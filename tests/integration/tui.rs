@@ -128,6 +128,119 @@ fn render_help_detail_filter_and_wide() {
 }
 
 #[test]
+fn help_is_fully_reachable_at_80x24() {
+    let mut a = app(80, 24);
+    typed(&mut a, "?");
+    // The top is the `help_80x24` snapshot; this one shows the last lines.
+    let lines: Vec<String> = viewmodel::help(&a)
+        .iter()
+        .map(|l| l.iter().map(|c| c.text.as_str()).collect::<String>())
+        .collect();
+    assert!(
+        lines.len() > 20 - 4,
+        "help fits without scrolling: the test proves nothing"
+    );
+    let mut seen = String::new();
+    for _ in 0..lines.len() {
+        seen.push_str(&draw(&a));
+        typed(&mut a, "j");
+        assert_eq!(a.mode, Mode::Help, "j scrolls, it does not close");
+    }
+    insta::assert_snapshot!("help_80x24_bottom", draw(&a));
+    for line in &lines {
+        assert!(
+            seen.contains(line.trim_end()),
+            "help line not shown in full at 80x24: {line:?}"
+        );
+    }
+    // G jumps to the end, g back to the top; PgDn pages; other keys close.
+    typed(&mut a, "g");
+    assert_eq!(a.help_scroll, 0);
+    key(&mut a, KeyCode::PageDown);
+    assert!(a.help_scroll > 0);
+    typed(&mut a, "G");
+    let last = a.help_scroll;
+    typed(&mut a, "j");
+    assert_eq!(a.help_scroll, last, "scrolling stops at the last line");
+    typed(&mut a, "x");
+    assert_eq!(a.mode, Mode::Normal);
+    // Services has its own help, also reachable.
+    typed(&mut a, "2?G");
+    assert!(draw(&a).contains("Enter again: its flows"));
+}
+
+#[test]
+fn services_enter_opens_the_edge_and_then_its_flows() {
+    let mut a = app(80, 24);
+    typed(&mut a, "2");
+    let edge = a.derived.edges[0].clone();
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(a.edge_detail, Some((edge.src.clone(), edge.dst.clone())));
+    insta::assert_snapshot!("services_edge_80x24", draw(&a));
+    let screen = draw(&a);
+    assert!(
+        screen.contains(&format!("flows         {}", edge.flows)),
+        "{screen}"
+    );
+    // j/k scroll the pane, Esc returns to the table with the same edge selected.
+    typed(&mut a, "j");
+    assert_eq!(a.detail_scroll, 1);
+    key(&mut a, KeyCode::Esc);
+    assert_eq!(a.edge_detail, None);
+    assert!(draw(&a).contains("SOURCE"));
+    assert_eq!(a.nav[View::Services.index()].selected, 0);
+    // Enter twice: the Flows view, filtered to the edge's flows, the filter in sight.
+    key(&mut a, KeyCode::Enter);
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(a.view, View::Flows);
+    assert_eq!(a.filter.text, edge.filter);
+    assert!(!edge.filter.is_empty());
+    let shown = draw(&a);
+    assert!(shown.contains("filter ns:"), "{shown}");
+    // Every flow of the edge is listed (plus, possibly, flows the other way).
+    let rows = &a.snapshot.rows;
+    let listed = &a.derived.flow_index;
+    let group = |id: Option<&podwire::cluster::identity::Identity>, ip| {
+        viewmodel::group_of(id, ip, viewmodel::Group::Workload)
+    };
+    let of_edge = rows
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| {
+            let e = f.enrichment.as_ref();
+            !f.outer
+                && group(e.map(|e| &e.src_identity), f.src.addr) == edge.src
+                && group(e.map(|e| &e.dst_identity), f.dst.addr) == edge.dst
+        })
+        .map(|(i, _)| i as u32)
+        .collect::<Vec<_>>();
+    assert_eq!(of_edge.len() as u64, edge.flows);
+    assert!(of_edge.iter().all(|i| listed.contains(i)));
+    for &i in listed {
+        let f = rows.get(i as usize).expect("row");
+        let e = f.enrichment.as_ref();
+        let ends = [
+            group(e.map(|e| &e.src_identity), f.src.addr),
+            group(e.map(|e| &e.dst_identity), f.dst.addr),
+        ];
+        assert!(
+            ends.contains(&edge.src) && ends.contains(&edge.dst),
+            "{ends:?} is not between {} and {}",
+            edge.src,
+            edge.dst
+        );
+    }
+    // Grouped by namespace, the edge names namespaces.
+    typed(&mut a, "2");
+    key(&mut a, KeyCode::Esc);
+    typed(&mut a, "n");
+    assert_eq!(a.group, viewmodel::Group::Namespace);
+    key(&mut a, KeyCode::Enter);
+    let ns_edge = viewmodel::open_edge(&a).expect("edge pane").clone();
+    assert!(!ns_edge.src.contains('/'), "{}", ns_edge.src);
+}
+
+#[test]
 fn views_switch_with_tab_numbers_and_commands() {
     let mut a = app(80, 24);
     key(&mut a, KeyCode::Tab);
