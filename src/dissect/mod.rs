@@ -848,7 +848,7 @@ impl FlowDissector {
             inner.udp_sample.extend_from_slice(&payload[..take]);
         }
         if let Some(q) = inner.quic.as_mut() {
-            let learned_all = q.on_datagram(payload, budget);
+            let learned_all = q.on_datagram(dir == Dir::ToResponder, payload, budget);
             q.publish(&mut inner.info.sni, &mut inner.info.facts);
             if learned_all || inner.packets >= budget.limits.max_packets {
                 self.finish();
@@ -887,7 +887,7 @@ impl FlowDissector {
                     // Keep reading datagrams until the client's ClientHello is decrypted.
                     apply(inner, d, hint, ts_ns);
                     let mut q = Box::new(quic::QuicFlow::new());
-                    let learned_all = q.on_datagram(payload, budget);
+                    let learned_all = q.on_datagram(dir == Dir::ToResponder, payload, budget);
                     q.publish(&mut inner.info.sni, &mut inner.info.facts);
                     inner.quic = Some(q);
                     learned_all || inner.packets >= budget.limits.max_packets

@@ -11,10 +11,12 @@
 //! beyond it are counted in `BudgetStats::bytes_not_buffered`), then read as a handshake
 //! stream by `tls::client_hello_from_handshake`.
 //!
+//! The server's Initials use keys from the same DCID ("server in"): their ServerHello gives
+//! the selected version, cipher suite and JA3S.
+//!
 //! Guarantees: pure (no I/O); never panics on any datagram; a packet whose authentication
 //! tag does not verify contributes nothing, so a truncated or forged Initial can never yield
-//! a wrong SNI; QUIC is `encrypted` whatever was decrypted. Server Initials are not decrypted
-//! (the selected version and cipher are not reported).
+//! a wrong SNI; QUIC is `encrypted` whatever was decrypted.
 
 use ring::aead::{
     self, AES_128_GCM, Aad, LessSafeKey, Nonce, UnboundKey, quic::HeaderProtectionKey,
@@ -23,7 +25,7 @@ use ring::hkdf;
 use serde::Serialize;
 
 use super::ja4::Ja4Transport;
-use super::tls::{TlsFacts, client_hello_from_handshake};
+use super::tls::{TlsFacts, client_hello_from_handshake, server_hello_from_handshake};
 use super::{App, Budget, Ctx, Detected, Encryption, Facts, Lease, Parse};
 use crate::sanitize::sanitize_bytes;
 
@@ -34,7 +36,7 @@ pub const CRYPTO_CAP: usize = 16 * 1024;
 /// Disjoint CRYPTO ranges tracked while waiting for holes to fill.
 const MAX_RANGES: usize = 32;
 
-/// QUIC facts: long-header fields of the first packet, plus the client's ClientHello when its
+/// QUIC facts: long-header fields of the first packet, plus the hellos read from decrypted
 /// Initial packets could be decrypted.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct QuicFacts {
@@ -47,10 +49,13 @@ pub struct QuicFacts {
     pub scid_len: u8,
     /// Client Initial packets whose protection was removed and tag verified.
     pub initials_decrypted: u32,
+    /// Server Initial packets decrypted (their keys come from the client's DCID).
+    pub server_initials_decrypted: u32,
     /// CRYPTO bytes were dropped (beyond [`CRYPTO_CAP`] or the global budget).
     pub crypto_truncated: bool,
     /// The client's ClientHello (SNI, ALPN, versions, ciphers, JA3, JA4 starting with `q`),
-    /// when decrypted and complete.
+    /// when decrypted and complete, with the server's ServerHello choices (selected version,
+    /// cipher suite, JA3S) when its Initial was decrypted too.
     pub tls: Option<Box<TlsFacts>>,
 }
 
@@ -234,6 +239,26 @@ struct LongHeader<'a> {
     end: usize,
 }
 
+/// Google QUIC versions ("Q046", "T051") use their own handshake.
+fn is_gquic_version(v: u32) -> bool {
+    let b = v.to_be_bytes();
+    (b[0] == b'Q' || b[0] == b'T') && b[1] == b'0'
+}
+
+/// Version, packet type and DCID of a long header, even when the packet is cut short.
+fn long_header_ids(d: &[u8]) -> Option<(u32, Kind, &[u8])> {
+    let first = *d.first()?;
+    if first & 0x80 == 0 {
+        return None;
+    }
+    let version = u32::from_be_bytes(d.get(1..5)?.try_into().ok()?);
+    let dl = *d.get(5)? as usize;
+    if dl > 20 {
+        return None;
+    }
+    Some((version, packet_kind(version, first), d.get(6..6 + dl)?))
+}
+
 /// Parses the long header at the start of `d`. None: not a complete long-header packet.
 fn long_header(d: &[u8]) -> Option<LongHeader<'_>> {
     let first = *d.first()?;
@@ -376,52 +401,109 @@ impl CryptoStream {
     }
 }
 
-/// Per-flow state while the client's ClientHello is being collected.
-pub(crate) struct QuicFlow {
-    /// Keys of the last Initial that opened, and the DCID they came from.
-    keys: Option<(InitialKeys, [u8; 20], usize)>,
+/// Initial keys and the DCID they were derived from.
+type KeysFor = (InitialKeys, [u8; 20], usize);
+
+fn dcid_of(k: &Option<KeysFor>) -> Option<&[u8]> {
+    k.as_ref().map(|(_, id, n)| &id[..*n])
+}
+
+/// One side's Initial packet-number space.
+#[derive(Default)]
+struct Side {
+    keys: Option<KeysFor>,
     largest_pn: Option<u64>,
     crypto: CryptoStream,
+    /// Packets whose protection was removed and tag verified.
+    decrypted: u32,
+    /// This side's hello was read, or cannot be.
+    finished: bool,
+}
+
+impl Side {
+    /// Opens `packet` with this side's keys and stores its CRYPTO data. True when opened.
+    fn open(
+        &mut self,
+        packet: &[u8],
+        h: &LongHeader<'_>,
+        scratch: &mut Vec<u8>,
+        budget: &mut Budget,
+        lease: &mut Lease,
+    ) -> bool {
+        let Some((keys, _, _)) = &self.keys else {
+            return false;
+        };
+        let Some((range, pn)) = open_initial(keys, packet, h, self.largest_pn, scratch) else {
+            return false;
+        };
+        self.decrypted += 1;
+        self.largest_pn = Some(self.largest_pn.map_or(pn, |l| l.max(pn)));
+        read_frames(&scratch[range], &mut self.crypto, budget, lease);
+        true
+    }
+}
+
+/// Per-flow state while the ClientHello (and the server's ServerHello) are being collected.
+pub(crate) struct QuicFlow {
+    client: Side,
+    /// Server Initial keys come from the client's DCID, known once a client Initial opened.
+    server: Side,
     scratch: Vec<u8>,
     lease: Lease,
-    initials_decrypted: u32,
     hello: Option<(Box<TlsFacts>, Option<String>)>,
-    /// The CRYPTO stream is not a ClientHello, or cannot complete within the cap.
-    gave_up: bool,
+    server_hello: Option<Box<TlsFacts>>,
 }
 
 impl QuicFlow {
     /// State for a flow whose first long header announced a version with derivable keys.
     pub(crate) fn new() -> Self {
         QuicFlow {
-            keys: None,
-            largest_pn: None,
-            crypto: CryptoStream::default(),
+            client: Side::default(),
+            server: Side::default(),
             scratch: Vec::new(),
             lease: Lease::default(),
-            initials_decrypted: 0,
             hello: None,
-            gave_up: false,
+            server_hello: None,
         }
     }
 
-    /// True when `d` starts with a long-header packet whose Initial keys podwire can derive.
+    /// True when `d` starts with an IETF QUIC long header (any version: after a version
+    /// negotiation the client's next Initial may use one whose keys are derivable).
     pub(crate) fn wanted(d: &[u8]) -> bool {
-        long_header(d).is_some_and(|h| h.version != 0 && initial_suite(h.version).is_some())
+        long_header_ids(d).is_some_and(|(v, _, _)| !is_gquic_version(v))
     }
 
-    /// Feeds one datagram (either direction: only client Initials open with client keys).
-    /// Returns true when nothing more is to be learned.
-    pub(crate) fn on_datagram(&mut self, d: &[u8], budget: &mut Budget) -> bool {
-        if self.hello.is_some() || self.gave_up {
+    /// Feeds one datagram of either direction (client Initials open with client keys, server
+    /// Initials with server keys; the capture may start with either). Returns true when
+    /// nothing more is to be learned.
+    ///
+    /// `from_initiator`: sent by the flow's first sender, normally the client. When one of its
+    /// Initials cannot be opened (cut short by the capture's snap length), its DCID still
+    /// gives the server's Initial keys, as long as no client Initial opened.
+    pub(crate) fn on_datagram(
+        &mut self,
+        from_initiator: bool,
+        d: &[u8],
+        budget: &mut Budget,
+    ) -> bool {
+        if self.is_finished() {
             return true;
         }
         let mut off = 0usize;
-        let mut grew = false;
         while off < d.len() {
             let packet = &d[off..];
             let Some(h) = long_header(packet) else {
-                break; // short header (1-RTT) or garbage: the rest of the datagram
+                // Short header (1-RTT) or garbage: the rest of the datagram. A truncated
+                // client Initial still names the DCID the server's keys come from.
+                if from_initiator
+                    && self.server.keys.is_none()
+                    && self.client.decrypted == 0
+                    && let Some((v, Kind::Initial, dcid)) = long_header_ids(packet)
+                    && let Some(suite) = initial_suite(v)
+                {
+                    self.set_server_keys(suite, dcid);
+                }
+                break;
             };
             if h.version == 0 || h.kind == Kind::Retry {
                 break;
@@ -429,14 +511,22 @@ impl QuicFlow {
             if h.kind == Kind::Initial
                 && let Some(suite) = initial_suite(h.version)
             {
-                grew |= self.on_initial(suite, packet, &h, budget);
+                self.on_initial(suite, packet, &h, budget);
             }
             off += h.end.max(1);
         }
-        if grew {
-            self.read_hello();
+        if !self.client.finished {
+            self.read_client_hello();
         }
-        self.hello.is_some() || self.gave_up
+        if !self.server.finished {
+            self.read_server_hello();
+        }
+        self.is_finished()
+    }
+
+    fn is_finished(&self) -> bool {
+        // A stream that is not a ClientHello ends everything; otherwise wait for both hellos.
+        self.client.finished && (self.hello.is_none() || self.server.finished)
     }
 
     fn on_initial(
@@ -445,102 +535,86 @@ impl QuicFlow {
         packet: &[u8],
         h: &LongHeader<'_>,
         budget: &mut Budget,
-    ) -> bool {
+    ) {
         let mut scratch = std::mem::take(&mut self.scratch);
-        let mut opened = None;
-        if let Some((keys, _, _)) = &self.keys {
-            opened = open_initial(keys, packet, h, self.largest_pn, &mut scratch);
-        }
-        let same_dcid = self
-            .keys
-            .as_ref()
-            .is_some_and(|(_, dcid, n)| &dcid[..*n] == h.dcid);
-        if opened.is_none()
-            && !same_dcid
+        let mut opened = self
+            .client
+            .open(packet, h, &mut scratch, budget, &mut self.lease);
+        if !opened
+            && dcid_of(&self.client.keys) != Some(h.dcid)
             && let Some(keys) = InitialKeys::client(suite, h.dcid)
         {
-            opened = open_initial(&keys, packet, h, self.largest_pn, &mut scratch);
-            if opened.is_some() {
-                let mut id = [0u8; 20];
-                id[..h.dcid.len()].copy_from_slice(h.dcid);
-                self.keys = Some((keys, id, h.dcid.len()));
+            // A first client Initial, or one after a Retry (new DCID): try its own DCID.
+            let previous = self
+                .client
+                .keys
+                .replace((keys, dcid_bytes(h.dcid), h.dcid.len()));
+            opened = self
+                .client
+                .open(packet, h, &mut scratch, budget, &mut self.lease);
+            if !opened {
+                self.client.keys = previous;
             }
         }
-        let mut grew = false;
-        if let Some((range, pn)) = opened {
-            self.initials_decrypted += 1;
-            self.largest_pn = Some(self.largest_pn.map_or(pn, |l| l.max(pn)));
-            grew = self.read_frames(&scratch[range], budget);
+        if opened {
+            // The server protects its Initials with keys from the same DCID.
+            self.set_server_keys(suite, h.dcid);
+        } else if !self.server.finished {
+            self.server
+                .open(packet, h, &mut scratch, budget, &mut self.lease);
         }
         self.scratch = scratch;
-        grew
     }
 
-    /// Walks the frames of a decrypted Initial payload, storing CRYPTO data.
-    fn read_frames(&mut self, p: &[u8], budget: &mut Budget) -> bool {
-        let mut off = 0usize;
-        let mut grew = false;
-        while off < p.len() {
-            let Some(t) = varint(p, &mut off) else {
-                break;
-            };
-            match t {
-                0x00 => {
-                    // PADDING: skip the run.
-                    while p.get(off) == Some(&0) {
-                        off += 1;
-                    }
+    fn set_server_keys(&mut self, suite: &InitialSuite, client_dcid: &[u8]) {
+        if dcid_of(&self.server.keys) != Some(client_dcid)
+            && let Some(m) = initial_key_material(suite, client_dcid, b"server in")
+            && let Some(keys) = InitialKeys::new(&m)
+        {
+            self.server.keys = Some((keys, dcid_bytes(client_dcid), client_dcid.len()));
+        }
+    }
+
+    fn read_client_hello(&mut self) {
+        let hs = self.client.crypto.contiguous();
+        match client_hello_from_handshake(hs, Ja4Transport::Quic) {
+            Parse::Done((f, sni)) => {
+                self.hello = Some((Box::new(f), sni));
+                self.client.finished = true;
+            }
+            Parse::NotThis => self.client.finished = true,
+            Parse::NeedMore => {
+                if exceeds_cap(hs) {
+                    self.client.crypto.truncated = true;
+                    self.client.finished = true;
                 }
-                0x01 => {} // PING
-                0x02 | 0x03 => {
-                    // ACK: largest, delay, range count, first range, ranges, [ECN counts].
-                    let mut ok = (0..2).all(|_| varint(p, &mut off).is_some());
-                    let count = varint(p, &mut off).unwrap_or(u64::MAX);
-                    ok &= varint(p, &mut off).is_some() && count <= 256;
-                    ok = ok && (0..count * 2).all(|_| varint(p, &mut off).is_some());
-                    if t == 0x03 {
-                        ok = ok && (0..3).all(|_| varint(p, &mut off).is_some());
-                    }
-                    if !ok {
-                        break;
-                    }
-                }
-                0x06 => {
-                    let (Some(at), Some(len)) = (varint(p, &mut off), varint(p, &mut off)) else {
-                        break;
-                    };
-                    let Some(data) = usize::try_from(len)
-                        .ok()
-                        .and_then(|l| p.get(off..off.checked_add(l)?))
-                    else {
-                        break;
-                    };
-                    off += data.len();
-                    self.crypto.insert(at, data, budget, &mut self.lease);
-                    grew = true;
-                }
-                // CONNECTION_CLOSE or a frame not allowed in Initial packets: stop here.
-                _ => break,
             }
         }
-        grew
+        if self.client.finished {
+            self.lease.release(self.client.crypto.buf.len());
+            self.client.crypto = CryptoStream {
+                truncated: self.client.crypto.truncated,
+                ..CryptoStream::default()
+            };
+        }
     }
 
-    fn read_hello(&mut self) {
-        let hs = self.crypto.contiguous();
-        match client_hello_from_handshake(hs, Ja4Transport::Quic) {
-            Parse::Done((f, sni)) => self.hello = Some((Box::new(f), sni)),
-            Parse::NotThis => self.gave_up = true,
-            Parse::NeedMore => {
-                // A ClientHello longer than the cap can never complete.
-                let declared = hs
-                    .get(1..4)
-                    .map(|l| u32::from_be_bytes([0, l[0], l[1], l[2]]) as usize + 4);
-                if declared.is_some_and(|n| n > CRYPTO_CAP) {
-                    self.crypto.truncated = true;
-                    self.gave_up = true;
-                }
+    fn read_server_hello(&mut self) {
+        let hs = self.server.crypto.contiguous();
+        match server_hello_from_handshake(hs) {
+            Parse::Done(f) => {
+                self.server_hello = Some(Box::new(f));
+                self.server.finished = true;
             }
+            Parse::NotThis => self.server.finished = true,
+            Parse::NeedMore => self.server.finished = exceeds_cap(hs),
+        }
+        if self.server.finished {
+            self.lease.release(self.server.crypto.buf.len());
+            self.server.crypto = CryptoStream {
+                truncated: self.server.crypto.truncated,
+                ..CryptoStream::default()
+            };
         }
     }
 
@@ -549,13 +623,88 @@ impl QuicFlow {
         let Some(Facts::Quic(f)) = facts else {
             return;
         };
-        f.initials_decrypted = self.initials_decrypted;
-        f.crypto_truncated = self.crypto.truncated;
-        if let Some((tls, name)) = &self.hello {
-            f.tls = Some(tls.clone());
-            if name.is_some() {
-                sni.clone_from(name);
+        f.initials_decrypted = self.client.decrypted;
+        f.server_initials_decrypted = self.server.decrypted;
+        f.crypto_truncated = self.client.crypto.truncated || self.server.crypto.truncated;
+        if self.hello.is_none() && self.server_hello.is_none() {
+            return;
+        }
+        let mut tls = match &self.hello {
+            Some((t, name)) => {
+                if name.is_some() {
+                    sni.clone_from(name);
+                }
+                t.clone()
             }
+            None => Box::default(),
+        };
+        if let Some(s) = &self.server_hello {
+            tls.selected_version.clone_from(&s.selected_version);
+            tls.cipher_suite.clone_from(&s.cipher_suite);
+            tls.ja3s.clone_from(&s.ja3s);
+            tls.hello_retry_request = s.hello_retry_request;
+        }
+        f.tls = Some(tls);
+    }
+}
+
+fn dcid_bytes(dcid: &[u8]) -> [u8; 20] {
+    let mut id = [0u8; 20];
+    let n = dcid.len().min(20);
+    id[..n].copy_from_slice(&dcid[..n]);
+    id
+}
+
+/// True when the handshake message starting `hs` declares more bytes than the cap holds.
+fn exceeds_cap(hs: &[u8]) -> bool {
+    hs.get(1..4)
+        .map(|l| u32::from_be_bytes([0, l[0], l[1], l[2]]) as usize + 4)
+        .is_some_and(|n| n > CRYPTO_CAP)
+}
+
+/// Walks the frames of a decrypted Initial payload, storing CRYPTO data in `crypto`.
+fn read_frames(p: &[u8], crypto: &mut CryptoStream, budget: &mut Budget, lease: &mut Lease) {
+    let mut off = 0usize;
+    while off < p.len() {
+        let Some(t) = varint(p, &mut off) else {
+            break;
+        };
+        match t {
+            0x00 => {
+                // PADDING: skip the run.
+                while p.get(off) == Some(&0) {
+                    off += 1;
+                }
+            }
+            0x01 => {} // PING
+            0x02 | 0x03 => {
+                // ACK: largest, delay, range count, first range, ranges, [ECN counts].
+                let mut ok = (0..2).all(|_| varint(p, &mut off).is_some());
+                let count = varint(p, &mut off).unwrap_or(u64::MAX);
+                ok &= varint(p, &mut off).is_some() && count <= 256;
+                ok = ok && (0..count * 2).all(|_| varint(p, &mut off).is_some());
+                if t == 0x03 {
+                    ok = ok && (0..3).all(|_| varint(p, &mut off).is_some());
+                }
+                if !ok {
+                    break;
+                }
+            }
+            0x06 => {
+                let (Some(at), Some(len)) = (varint(p, &mut off), varint(p, &mut off)) else {
+                    break;
+                };
+                let Some(data) = usize::try_from(len)
+                    .ok()
+                    .and_then(|l| p.get(off..off.checked_add(l)?))
+                else {
+                    break;
+                };
+                off += data.len();
+                crypto.insert(at, data, budget, lease);
+            }
+            // CONNECTION_CLOSE or a frame not allowed in Initial packets: stop here.
+            _ => break,
         }
     }
 }
@@ -828,6 +977,55 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    /// RFC 9001 Appendix A.3: the server's Initial (ACK + CRYPTO with the ServerHello).
+    const SERVER_INITIAL: &str = "
+        cf000000010008f067a5502a4262b5004075c0d95a482cd0991cd25b0aac406a
+        5816b6394100f37a1c69797554780bb38cc5a99f5ede4cf73c3ec2493a1839b3
+        dbcba3f6ea46c5b7684df3548e7ddeb9c3bf9c73cc3f3bded74b562bfb19fb84
+        022f8ef4cdd93795d77d06edbb7aaf2f58891850abbdca3d20398c276456cbc4
+        2158407dd074ee";
+
+    #[test]
+    fn rfc9001_a3_server_initial_gives_the_selected_cipher() {
+        let c = seal_client_initial(1, &hex(DCID), 2, &hex(CLIENT_CRYPTO_FRAME)).unwrap();
+        let s = hex(SERVER_INITIAL);
+        let mut b = Budget::default();
+        let mut d = FlowDissector::new(Transport::Udp, 50000, 443);
+        d.on_payload(Dir::ToResponder, None, false, &c, 0, &mut b);
+        assert!(d.wants_more(), "waits for the server's Initial");
+        // Any prefix of the server packet is ignored.
+        d.on_payload(Dir::ToInitiator, None, false, &s[..s.len() - 1], 0, &mut b);
+        assert!(d.wants_more());
+        d.on_payload(Dir::ToInitiator, None, false, &s, 0, &mut b);
+        assert!(!d.wants_more(), "both hellos read");
+        let info = d.result();
+        assert_eq!(info.sni.as_deref(), Some("example.com"));
+        let t = quic_tls(info);
+        assert_eq!(t.selected_version.as_deref(), Some("TLS 1.3"));
+        assert_eq!(t.cipher_suite.as_deref(), Some("TLS_AES_128_GCM_SHA256"));
+        assert!(t.ja3s.is_some());
+        match &info.facts {
+            Some(Facts::Quic(q)) => assert_eq!(q.server_initials_decrypted, 1),
+            other => panic!("{other:?}"),
+        }
+        drop(d);
+        assert_eq!(b.in_use(), 0);
+    }
+
+    #[test]
+    fn a_cut_client_initial_still_names_the_server_keys() {
+        let c = seal_client_initial(1, &hex(DCID), 2, &hex(CLIENT_CRYPTO_FRAME)).unwrap();
+        let s = hex(SERVER_INITIAL);
+        let info = dissect(&[(Dir::ToResponder, &c[..600]), (Dir::ToInitiator, &s)]);
+        assert_eq!(info.sni, None);
+        let t = quic_tls(&info);
+        assert_eq!(t.selected_version.as_deref(), Some("TLS 1.3"));
+        assert_eq!(t.ja4, None, "no ClientHello was read");
+        // From the responder's side a cut packet names nothing.
+        let info = dissect(&[(Dir::ToInitiator, &c[..600]), (Dir::ToInitiator, &s)]);
+        assert!(matches!(&info.facts, Some(Facts::Quic(q)) if q.tls.is_none()));
     }
 
     #[test]

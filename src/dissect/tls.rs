@@ -386,6 +386,37 @@ pub(crate) fn client_hello_from_handshake(
     }
 }
 
+/// Reads a ServerHello from a bare handshake stream (QUIC server Initial CRYPTO frames):
+/// selected version, cipher suite, JA3S, HelloRetryRequest. A prefix is NeedMore.
+pub(crate) fn server_hello_from_handshake(hs: &[u8]) -> Parse<TlsFacts> {
+    match hs.first() {
+        None => return Parse::NeedMore,
+        Some(2) => {}
+        Some(_) => return Parse::NotThis,
+    }
+    let Some(len) = hs
+        .get(1..4)
+        .map(|l| u32::from_be_bytes([0, l[0], l[1], l[2]]) as usize)
+    else {
+        return Parse::NeedMore;
+    };
+    let Some(msg) = hs.get(..4 + len) else {
+        return Parse::NeedMore;
+    };
+    let mut f = TlsFacts::default();
+    match parse_tls_message_handshake(msg) {
+        Ok((_, TlsMessage::Handshake(TlsMessageHandshake::ServerHello(sh)))) => {
+            server_hello_facts(&mut f, sh.version.0, sh.random, sh.cipher.0, sh.ext);
+            Parse::Done(f)
+        }
+        Ok((_, TlsMessage::Handshake(TlsMessageHandshake::HelloRetryRequest(_)))) => {
+            f.hello_retry_request = true;
+            Parse::Done(f)
+        }
+        _ => Parse::NotThis,
+    }
+}
+
 /// Result of reading one side's handshake.
 struct ClientSide {
     sni: Option<String>,

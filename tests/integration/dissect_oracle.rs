@@ -3,7 +3,9 @@
 //! For every capture of the shared corpora that has a tshark oracle file, flows are rebuilt
 //! by the small helper in `dissect_pcap.rs` (no tunnels, no IP reassembly) and compared:
 //!
-//! * SNI: for every TCP flow where tshark saw a ClientHello SNI, ours must be one of tshark's.
+//! * SNI: for every TCP flow where tshark saw a ClientHello SNI, ours must be one of tshark's;
+//!   the same for QUIC flows (decrypted client Initials), and for QUIC the version the
+//!   ServerHello selected (decrypted server Initials) must be one tshark saw.
 //! * App: for every flow whose tshark `app` is a protocol podwire dissects, ours must match
 //!   (after a STARTTLS-style upgrade tshark says "tls"; we say the base protocol with an
 //!   accepted upgrade, which counts as "tls" here).
@@ -83,6 +85,7 @@ fn oracle_agreement() {
     let mut sni_misses = Vec::new();
     let mut quic_sni = Score::default();
     let mut quic_sni_misses = Vec::new();
+    let mut quic_version = Score::default();
     let mut app_misses = Vec::new();
     let mut files = 0;
     let mut explained = 0u32;
@@ -138,6 +141,31 @@ fn oracle_agreement() {
                         rel.display(),
                         key,
                         osni,
+                        got
+                    ));
+                }
+            }
+            // QUIC server Initials: the ServerHello's version, as tshark read it.
+            let oversions: Vec<&str> = of["tls_versions"]
+                .as_array()
+                .map(|v| v.iter().filter_map(|s| s.as_str()).collect())
+                .unwrap_or_default();
+            if quic_flow && !oversions.is_empty() {
+                let got = match &info.facts {
+                    Some(podwire::dissect::Facts::Quic(q)) => {
+                        q.tls.as_ref().and_then(|t| t.selected_version.as_deref())
+                    }
+                    _ => None,
+                };
+                if got.is_some_and(|g| oversions.contains(&g)) {
+                    quic_version.agree += 1;
+                } else {
+                    quic_version.disagree += 1;
+                    quic_sni_misses.push(format!(
+                        "{} {:?}: tshark versions {:?}, ours {:?}",
+                        rel.display(),
+                        key,
+                        oversions,
                         got
                     ));
                 }
@@ -203,8 +231,14 @@ fn oracle_agreement() {
         quic_sni.agree + quic_sni.disagree,
         quic_sni.ratio() * 100.0
     );
+    println!(
+        "QUIC ServerHello version agreement: {}/{} ({:.1}%)",
+        quic_version.agree,
+        quic_version.agree + quic_version.disagree,
+        quic_version.ratio() * 100.0
+    );
     for m in &quic_sni_misses {
-        println!("QUIC SNI miss: {m}");
+        println!("QUIC miss: {m}");
     }
     println!(
         "app agreement: {}/{} ({:.1}%)",
@@ -229,7 +263,12 @@ fn oracle_agreement() {
     // Every QUIC flow where tshark decrypted a ClientHello: podwire must find the same name.
     assert!(
         quic_sni.agree > 0 && quic_sni.disagree == 0,
-        "QUIC SNI disagreements (see 'QUIC SNI miss'): {quic_sni:?}"
+        "QUIC SNI disagreements (see 'QUIC miss'): {quic_sni:?}"
+    );
+    // Every QUIC flow where tshark read a ServerHello from the server's Initial.
+    assert!(
+        quic_version.agree > 0 && quic_version.disagree == 0,
+        "QUIC ServerHello version disagreements (see 'QUIC miss'): {quic_version:?}"
     );
     // Every disagreement must be explained (below); the ratio guards against a wholesale
     // regression hiding behind a long KNOWN list.
