@@ -37,7 +37,7 @@ pub const CRYPTO_CAP: usize = 16 * 1024;
 const MAX_RANGES: usize = 32;
 
 /// QUIC facts: long-header fields of the first packet, plus the hellos read from decrypted
-/// Initial packets could be decrypted.
+/// Initial packets.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct QuicFacts {
     /// "1", "2", "draft-29", "0x…" ("negotiation" = version negotiation).
@@ -721,7 +721,7 @@ pub(crate) fn detect_quic(ctx: &Ctx) -> Parse<Detected> {
         && d[11].is_ascii_digit()
         && d[12].is_ascii_digit()
     {
-        return gquic(&d[9..13]);
+        return gquic(&d[9..13], d);
     }
     if d.len() >= 6
         && d[0] & 0xc0 == 0xc0
@@ -730,7 +730,7 @@ pub(crate) fn detect_quic(ctx: &Ctx) -> Parse<Detected> {
         && d[3].is_ascii_digit()
         && d[4].is_ascii_digit()
     {
-        return gquic(&d[1..5]);
+        return gquic(&d[1..5], d);
     }
     if d.len() < 7 || d[0] & 0xc0 != 0xc0 {
         return Parse::NotThis;
@@ -776,19 +776,50 @@ pub(crate) fn detect_quic(ctx: &Ctx) -> Parse<Detected> {
     ))
 }
 
-fn gquic(v: &[u8]) -> Parse<Detected> {
+fn gquic(v: &[u8], datagram: &[u8]) -> Parse<Detected> {
     let f = QuicFacts {
         version: sanitize_bytes(v),
         packet_type: "gquic",
         dcid_len: 8,
         ..QuicFacts::default()
     };
-    Parse::Done(Detected::new(
+    let mut d = Detected::new(
         App::Quic,
         Encryption::Encrypted,
         Some(Facts::Quic(Box::new(f))),
         true,
-    ))
+    );
+    d.sni = gquic_chlo_sni(datagram);
+    Parse::Done(d)
+}
+
+/// The SNI of a Google QUIC client hello (CHLO): up to Q046 it travels unencrypted as a
+/// tag-value map (`CHLO`, u16 LE entry count, 2 bytes padding, entries of tag + u32 LE end
+/// offset, then the values). Only a map wholly inside the datagram is read.
+fn gquic_chlo_sni(d: &[u8]) -> Option<String> {
+    let at = d.windows(4).position(|w| w == b"CHLO")?;
+    let map = &d[at + 4..];
+    let n = usize::from(u16::from_le_bytes([*map.first()?, *map.get(1)?]));
+    if n == 0 || n > 128 {
+        return None;
+    }
+    let entries = map.get(4..4 + 8 * n)?;
+    let values = &map[4 + 8 * n..];
+    let mut start = 0usize;
+    for e in entries.chunks_exact(8) {
+        let end = u32::from_le_bytes([e[4], e[5], e[6], e[7]]) as usize;
+        if end < start {
+            return None;
+        }
+        if &e[..4] == b"SNI\0" {
+            return values
+                .get(start..end)
+                .filter(|v| !v.is_empty())
+                .map(sanitize_bytes);
+        }
+        start = end;
+    }
+    None
 }
 
 /// Builds a protected client Initial packet (long header, 4-byte packet number, frames padded
@@ -1125,6 +1156,24 @@ mod tests {
         }
         drop(d);
         assert_eq!(b.in_use(), 0);
+    }
+
+    #[test]
+    fn gquic_chlo_sni_from_the_tag_map() {
+        // CHLO with 2 entries: PAD (3 bytes), SNI (11 bytes).
+        let mut chlo =
+            b"\x0d\x00junkCHLO\x02\x00\x00\x00PAD\x00\x03\x00\x00\x00SNI\x00\x0e\x00\x00\x00"
+                .to_vec();
+        chlo.extend_from_slice(b"---example.com");
+        assert_eq!(gquic_chlo_sni(&chlo).as_deref(), Some("example.com"));
+        for n in 0..chlo.len() {
+            let got = gquic_chlo_sni(&chlo[..n]);
+            assert!(got.is_none(), "prefix {n}: {got:?}");
+        }
+        // Offsets going backwards are refused.
+        let mut bad = chlo.clone();
+        bad[18] = 0x20; // PAD ends at 32, after SNI's end
+        assert_eq!(gquic_chlo_sni(&bad), None);
     }
 
     #[test]
