@@ -324,6 +324,11 @@ fn open_initial(
     largest_pn: Option<u64>,
     scratch: &mut Vec<u8>,
 ) -> Option<(std::ops::Range<usize>, u64)> {
+    // The sample (and the packet number) must lie inside this packet, not a coalesced
+    // neighbour: RFC 9001 §5.4.2 requires senders to make packets long enough.
+    if h.end < h.pn_offset + 20 {
+        return None;
+    }
     let sample = packet.get(h.pn_offset + 4..h.pn_offset + 20)?;
     let mask = keys.hp.new_mask(sample).ok()?;
     let first = packet[0] ^ (mask[0] & 0x0f);
@@ -1174,6 +1179,17 @@ mod tests {
         let mut bad = chlo.clone();
         bad[18] = 0x20; // PAD ends at 32, after SNI's end
         assert_eq!(gquic_chlo_sni(&bad), None);
+    }
+
+    #[test]
+    fn a_short_packet_never_samples_its_neighbour() {
+        // A long header declaring a 1-byte packet, followed by a valid Initial: the short one
+        // is skipped (no panic), the next one read.
+        let good = seal_client_initial(1, &hex(DCID), 2, &hex(CLIENT_CRYPTO_FRAME)).unwrap();
+        let mut d = hex("c300000001088394c8f03e51570800000101");
+        d.extend_from_slice(&good);
+        let info = dissect(&[(Dir::ToResponder, &d)]);
+        assert_eq!(info.sni.as_deref(), Some("example.com"));
     }
 
     #[test]
