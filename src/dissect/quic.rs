@@ -457,6 +457,8 @@ pub(crate) struct QuicFlow {
     lease: Lease,
     hello: Option<(Box<TlsFacts>, Option<String>)>,
     server_hello: Option<Box<TlsFacts>>,
+    /// Something changed since the last `publish`.
+    dirty: bool,
 }
 
 impl QuicFlow {
@@ -469,6 +471,7 @@ impl QuicFlow {
             lease: Lease::default(),
             hello: None,
             server_hello: None,
+            dirty: false,
         }
     }
 
@@ -494,6 +497,7 @@ impl QuicFlow {
         if self.is_finished() {
             return true;
         }
+        let before = self.progress();
         let mut off = 0usize;
         while off < d.len() {
             let packet = &d[off..];
@@ -526,7 +530,18 @@ impl QuicFlow {
         if !self.server.finished {
             self.read_server_hello();
         }
+        self.dirty |= self.progress() != before;
         self.is_finished()
+    }
+
+    /// What `publish` reports besides the hellos.
+    fn progress(&self) -> (u32, u32, bool, bool) {
+        (
+            self.client.decrypted,
+            self.server.decrypted,
+            self.client.crypto.truncated,
+            self.server.crypto.truncated,
+        )
     }
 
     fn is_finished(&self) -> bool {
@@ -584,6 +599,7 @@ impl QuicFlow {
         let hs = self.client.crypto.contiguous();
         match client_hello_from_handshake(hs, Ja4Transport::Quic) {
             Parse::Done((f, sni)) => {
+                self.dirty = true;
                 self.hello = Some((Box::new(f), sni));
                 self.client.finished = true;
             }
@@ -608,6 +624,7 @@ impl QuicFlow {
         let hs = self.server.crypto.contiguous();
         match server_hello_from_handshake(hs) {
             Parse::Done(f) => {
+                self.dirty = true;
                 self.server_hello = Some(Box::new(f));
                 self.server.finished = true;
             }
@@ -623,11 +640,15 @@ impl QuicFlow {
         }
     }
 
-    /// Writes what was learned into the flow's QUIC facts and SNI.
-    pub(crate) fn publish(&self, sni: &mut Option<String>, facts: &mut Option<Facts>) {
+    /// Writes what was learned into the flow's QUIC facts and SNI (only when something
+    /// changed: the facts are cloned).
+    pub(crate) fn publish(&mut self, sni: &mut Option<String>, facts: &mut Option<Facts>) {
         let Some(Facts::Quic(f)) = facts else {
             return;
         };
+        if !std::mem::take(&mut self.dirty) {
+            return;
+        }
         f.initials_decrypted = self.client.decrypted;
         f.server_initials_decrypted = self.server.decrypted;
         f.crypto_truncated = self.client.crypto.truncated || self.server.crypto.truncated;
