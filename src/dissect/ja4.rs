@@ -5,7 +5,7 @@
 //! first 12 hex digits of the SHA-256 of the sorted cipher suites (4-digit hex, comma
 //! separated) and `c` the same over the sorted extension types without SNI (0x0000) and ALPN
 //! (0x0010), followed by `_` and the signature algorithms in the order offered (the `_` stays
-//! when there are none, as the reference implementations do). GREASE values (RFC 8701) are
+//! when there are none, as Suricata computes it). GREASE values (RFC 8701) are
 //! ignored everywhere; an empty list hashes to `000000000000`.
 //!
 //! Guarantees: pure, never panics on malformed extension blocks (they are read up to the
@@ -214,8 +214,8 @@ pub(crate) fn ja4(
         .chunks_exact(2)
         .map(|c| u16::from_be_bytes([c[0], c[1]]))
         .filter(|v| !is_grease(*v));
-    // The reference implementations (FoxIO's, Suricata's) keep the `_` even when no
-    // signature algorithms were offered: `0005,000a,…,ff01_` (suricata-verify bug-5713-02).
+    // Suricata keeps the `_` even when no signature algorithms were offered:
+    // `0005,000a,…,ff01_` (suricata-verify bug-5713-02 pins the resulting hash).
     with_sorted(ExtTypeIter { ext, off: 0 }, |list| {
         let tail = (!list.is_empty() || !sig_algs.is_empty()).then_some(sigs);
         hash12(list, tail, &mut out[24..36]);
@@ -272,6 +272,24 @@ mod tests {
     fn empty_lists_hash_to_zeros() {
         let j = ja4(Ja4Transport::Tcp, 0x0303, &[], &[]);
         assert_eq!(j, "t12i000000_000000000000_000000000000");
+    }
+
+    #[test]
+    fn no_signature_algorithms_keep_the_underscore() {
+        // The TLS 1.0 ClientHello's extensions of suricata-verify bug-5713-01 (status_request,
+        // supported_groups, ec_point_formats, session_ticket, extended_master_secret,
+        // renegotiation_info); Suricata expects `…_ce66f3b797c1` for it.
+        let ext = [
+            0x00, 0x05, 0x00, 0x05, 0x01, 0x00, 0x00, 0x00, 0x00, // status_request
+            0x00, 0x0a, 0x00, 0x08, 0x00, 0x06, 0x00, 0x1d, 0x00, 0x17, 0x00, 0x18, // groups
+            0x00, 0x0b, 0x00, 0x02, 0x01, 0x00, // ec_point_formats
+            0x00, 0x23, 0x00, 0x00, // session_ticket
+            0x00, 0x17, 0x00, 0x00, // extended_master_secret
+            0xff, 0x01, 0x00, 0x01, 0x00, // renegotiation_info
+        ];
+        let j = ja4(Ja4Transport::Tcp, 0x0301, &[0x002f, 0x0035], &ext);
+        assert_eq!(&j[..10], "t10i020600");
+        assert_eq!(&j[24..], "ce66f3b797c1");
     }
 
     #[test]
