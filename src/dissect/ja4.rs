@@ -103,14 +103,67 @@ fn two_digits(n: usize) -> [u8; 2] {
     [b'0' + n / 10, b'0' + n % 10]
 }
 
-fn update_hex16(ctx: &mut digest::Context, v: u16) {
-    let b = v.to_be_bytes();
-    ctx.update(&[
-        HEX[(b[0] >> 4) as usize],
-        HEX[(b[0] & 0xf) as usize],
-        HEX[(b[1] >> 4) as usize],
-        HEX[(b[1] & 0xf) as usize],
-    ]);
+/// Feeds SHA-256 through a stack buffer: one `update` per kilobyte, not per 4-digit item.
+struct HexHasher {
+    ctx: digest::Context,
+    buf: [u8; 1024],
+    len: usize,
+    any: bool,
+}
+
+impl HexHasher {
+    fn new() -> Self {
+        HexHasher {
+            ctx: digest::Context::new(&digest::SHA256),
+            buf: [0; 1024],
+            len: 0,
+            any: false,
+        }
+    }
+
+    /// Appends `sep` (when given) and `v` as 4 lowercase hex digits.
+    fn push(&mut self, sep: Option<u8>, v: u16) {
+        if self.len + 5 > self.buf.len() {
+            self.ctx.update(&self.buf[..self.len]);
+            self.len = 0;
+        }
+        if let Some(c) = sep {
+            self.buf[self.len] = c;
+            self.len += 1;
+        }
+        let b = v.to_be_bytes();
+        self.buf[self.len..self.len + 4].copy_from_slice(&[
+            HEX[(b[0] >> 4) as usize],
+            HEX[(b[0] & 0xf) as usize],
+            HEX[(b[1] >> 4) as usize],
+            HEX[(b[1] & 0xf) as usize],
+        ]);
+        self.len += 4;
+        self.any = true;
+    }
+
+    fn push_byte(&mut self, c: u8) {
+        if self.len == self.buf.len() {
+            self.ctx.update(&self.buf[..self.len]);
+            self.len = 0;
+        }
+        self.buf[self.len] = c;
+        self.len += 1;
+    }
+
+    /// Writes the first 12 hex digits of the digest, or zeros when no item was pushed.
+    fn finish12(mut self, out: &mut [u8]) {
+        if !self.any {
+            out[..12].copy_from_slice(b"000000000000");
+            return;
+        }
+        self.ctx.update(&self.buf[..self.len]);
+        let d = self.ctx.finish();
+        for (i, b) in d.as_ref().iter().take(6).enumerate() {
+            out[2 * i] = HEX[(b >> 4) as usize];
+            out[2 * i + 1] = HEX[(b & 0xf) as usize];
+        }
+    }
 }
 
 /// Sorts `items` (stack array, or one Vec when there are too many) and hands them to `f`.
@@ -134,34 +187,17 @@ fn with_sorted<R>(items: impl Iterator<Item = u16> + Clone, f: impl FnOnce(&[u16
 /// Writes the first 12 hex digits of the SHA-256 of `list` (comma separated, 4-digit hex)
 /// followed, when `tail` is given, by `_` and its items (comma separated, in order).
 fn hash12(list: &[u16], tail: Option<impl Iterator<Item = u16>>, out: &mut [u8]) {
-    let mut ctx = digest::Context::new(&digest::SHA256);
-    let mut any = false;
+    let mut h = HexHasher::new();
     for (i, v) in list.iter().enumerate() {
-        if i > 0 {
-            ctx.update(b",");
-        }
-        update_hex16(&mut ctx, *v);
-        any = true;
+        h.push((i > 0).then_some(b','), *v);
     }
     if let Some(tail) = tail {
-        ctx.update(b"_");
+        h.push_byte(b'_');
         for (i, v) in tail.enumerate() {
-            if i > 0 {
-                ctx.update(b",");
-            }
-            update_hex16(&mut ctx, v);
-            any = true;
+            h.push((i > 0).then_some(b','), v);
         }
     }
-    if !any {
-        out[..12].copy_from_slice(b"000000000000");
-        return;
-    }
-    let d = ctx.finish();
-    for (i, b) in d.as_ref().iter().take(6).enumerate() {
-        out[2 * i] = HEX[(b >> 4) as usize];
-        out[2 * i + 1] = HEX[(b & 0xf) as usize];
-    }
+    h.finish12(out);
 }
 
 /// The JA4 fingerprint of a ClientHello.
