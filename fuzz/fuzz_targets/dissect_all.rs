@@ -1,7 +1,8 @@
 //! Fuzzes every dissector through the public per-flow API: the input is split into packets
 //! (TCP with arbitrary, possibly overlapping/wrapping sequence numbers, UDP datagrams and raw
-//! ESP), fed in both directions, and the result is serialized. Checks: no panic, the budget
-//! returns to zero when the flow is dropped, and no more than the cap is ever buffered.
+//! ESP, and QUIC client Initials sealed around fuzzed frames), fed in both directions, and the
+//! result is serialized. Checks: no panic, the budget returns to zero when the flow is dropped,
+//! and no more than the cap is ever buffered.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -11,9 +12,13 @@ fuzz_target!(|data: &[u8]| {
     if data.len() < 5 {
         return;
     }
-    let transport = match data[0] % 4 {
-        0 | 1 => Transport::Tcp,
-        2 => Transport::Udp,
+    // Mode 7: QUIC. Random bytes can never forge an Initial's AEAD tag, so each packet's bytes
+    // become the plaintext frames of a properly sealed client Initial (v1, v2 or draft-29,
+    // DCID from the input): the frame walk, CRYPTO reassembly and ClientHello/JA4 paths run.
+    let quic = data[0] % 8 == 7;
+    let transport = match data[0] % 8 {
+        0..=2 => Transport::Tcp,
+        3 | 4 | 7 => Transport::Udp,
         _ => Transport::Other(50),
     };
     let ports = [80u16, 443, 22, 5432, 3306, 6379, 25, 21, 53, 389, 1883, 4500, 500, 9092, 11211, 31337];
@@ -39,6 +44,20 @@ fuzz_target!(|data: &[u8]| {
         let syn = ctl & 0x40 != 0;
         let fin = ctl & 0x80 != 0 && ctl & 0x04 != 0;
         let s = if transport == Transport::Tcp { Some(seq[i]) } else { None };
+        let sealed;
+        let payload = if quic {
+            let version = [1u32, 0x6b33_43cf, 0xff00_001d][(ctl >> 1) as usize % 3];
+            let dcid = &data[1..1 + (ctl as usize >> 3).min(data.len() - 1)];
+            sealed = podwire::dissect::quic::seal_client_initial(version, dcid, u32::from(ctl), payload);
+            // Sometimes cut the sealed datagram short, or send the raw bytes as they are.
+            match &sealed {
+                Some(p) if ctl & 0x04 != 0 => &p[..p.len() - usize::from(ctl) % 64],
+                Some(p) => &p[..],
+                None => payload,
+            }
+        } else {
+            payload
+        };
         d.on_packet(dir, Segment { seq: s, syn, fin, payload }, t, &mut budget);
         if syn {
             seq[i] = seq[i].wrapping_add(1);

@@ -1,11 +1,10 @@
-//! SSH, AMQP, MQTT, LDAP, Telnet, QUIC, WireGuard and IPsec (ESP, NAT-T, IKE).
+//! SSH, AMQP, MQTT, LDAP, Telnet, WireGuard and IPsec (ESP, NAT-T, IKE).
 //!
 //! Each detector recognises its protocol by content (banner, magic, header structure), returns
 //! NeedMore on a prefix, and extracts a few typed facts. LDAP simple binds, MQTT passwords,
 //! AMQP PLAIN responses and Telnet logins are credential sightings (redacted). LDAP StartTLS
-//! with a success response is an accepted upgrade. QUIC and WireGuard/IPsec are encrypted by
-//! definition; QUIC Initial decryption (SNI) is not implemented: only version and connection
-//! ID lengths are reported.
+//! with a success response is an accepted upgrade. WireGuard and IPsec are encrypted by
+//! definition. (QUIC lives in `quic.rs`.)
 
 use serde::Serialize;
 
@@ -523,115 +522,6 @@ pub(crate) fn detect_telnet(ctx: &Ctx) -> Parse<Detected> {
     }
     d.facts = Some(Facts::Telnet(Box::new(f)));
     Parse::Done(d)
-}
-
-// ---------------------------------------------------------------------------------------------
-// QUIC
-// ---------------------------------------------------------------------------------------------
-
-/// QUIC facts from long headers.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct QuicFacts {
-    /// "1", "2", "draft-29", "0x…" (0 = version negotiation).
-    pub version: String,
-    /// Long-header packet type of the first packet: "initial", "0rtt", "handshake", "retry".
-    pub packet_type: &'static str,
-    pub dcid_len: u8,
-    pub scid_len: u8,
-}
-
-fn quic_version(v: u32) -> String {
-    match v {
-        0 => "negotiation".into(),
-        1 => "1".into(),
-        0x6b33_43cf => "2".into(),
-        0xff00_0000..=0xff00_00ff => format!("draft-{}", v & 0xff),
-        _ => format!("0x{v:08x}"),
-    }
-}
-
-pub(crate) fn detect_quic(ctx: &Ctx) -> Parse<Detected> {
-    let d = if ctx.c2s.is_empty() { ctx.s2c } else { ctx.c2s };
-    // Google QUIC (Q0xx): public-header version flag then 8-byte CID then "Q0nn".
-    if d.len() >= 13
-        && d[0] & 0x80 == 0
-        && d[0] & 0x09 == 0x09
-        && d[9] == b'Q'
-        && d[10] == b'0'
-        && d[11].is_ascii_digit()
-        && d[12].is_ascii_digit()
-    {
-        return gquic(&d[9..13]);
-    }
-    if d.len() >= 6
-        && d[0] & 0xc0 == 0xc0
-        && d[1] == b'Q'
-        && d[2] == b'0'
-        && d[3].is_ascii_digit()
-        && d[4].is_ascii_digit()
-    {
-        return gquic(&d[1..5]);
-    }
-    if d.len() < 7 || d[0] & 0xc0 != 0xc0 {
-        return Parse::NotThis;
-    }
-    let v = u32::from_be_bytes([d[1], d[2], d[3], d[4]]);
-    let known = v == 0
-        || v == 1
-        || v == 0x6b33_43cf
-        || (v & 0xffff_ff00) == 0xff00_0000
-        || (v & 0x0f0f_0f0f) == 0x0a0a_0a0a
-        || v == 0x5130_3530
-        || (v >> 8) == 0x51_3034
-        || (v >> 8) == 0x51_3035;
-    if !known {
-        return Parse::NotThis;
-    }
-    let dl = d[5];
-    let sl_at = 6 + dl as usize;
-    let Some(&sl) = d.get(sl_at) else {
-        return Parse::NotThis;
-    };
-    if dl > 20 || sl > 20 || d.len() < sl_at + 1 + sl as usize {
-        return Parse::NotThis;
-    }
-    // Client Initials are padded to ≥ 1200 bytes; demand that off port 443.
-    let initial = (d[0] >> 4) & 3 == 0 && v != 0;
-    if !ctx.port_is(&[443, 80, 8443]) && ctx.c2s.len() == d.len() && initial && d.len() < 1200 {
-        return Parse::NotThis;
-    }
-    let f = QuicFacts {
-        version: quic_version(v),
-        packet_type: match (d[0] >> 4) & 3 {
-            0 => "initial",
-            1 => "0rtt",
-            2 => "handshake",
-            _ => "retry",
-        },
-        dcid_len: dl,
-        scid_len: sl,
-    };
-    Parse::Done(Detected::new(
-        App::Quic,
-        Encryption::Encrypted,
-        Some(Facts::Quic(Box::new(f))),
-        true,
-    ))
-}
-
-fn gquic(v: &[u8]) -> Parse<Detected> {
-    let f = QuicFacts {
-        version: sanitize_bytes(v),
-        packet_type: "gquic",
-        dcid_len: 8,
-        scid_len: 0,
-    };
-    Parse::Done(Detected::new(
-        App::Quic,
-        Encryption::Encrypted,
-        Some(Facts::Quic(Box::new(f))),
-        true,
-    ))
 }
 
 // ---------------------------------------------------------------------------------------------

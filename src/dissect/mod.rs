@@ -45,8 +45,10 @@
 
 pub mod dns;
 pub mod http;
+mod ja4;
 pub mod mail;
 pub mod misc;
+pub mod quic;
 pub mod sql;
 pub mod stream;
 pub mod tls;
@@ -322,7 +324,7 @@ pub enum Facts {
     /// SMTP, IMAP, POP3 and FTP share one shape.
     Mail(Box<mail::MailFacts>),
     Telnet(Box<misc::TelnetFacts>),
-    Quic(Box<misc::QuicFacts>),
+    Quic(Box<quic::QuicFacts>),
     Wireguard(Box<misc::WireguardFacts>),
     Ipsec(Box<misc::IpsecFacts>),
 }
@@ -640,7 +642,7 @@ const TCP_DISSECTORS: &[(App, DetectFn)] = &[
 /// UDP dissectors.
 const UDP_DISSECTORS: &[(App, DetectFn)] = &[
     (App::Dns, dns::detect_dns_udp),
-    (App::Quic, misc::detect_quic),
+    (App::Quic, quic::detect_quic),
     (App::Dtls, tls::detect_dtls),
     (App::Wireguard, misc::detect_wireguard),
     (App::Ipsec, misc::detect_nat_t),
@@ -710,6 +712,9 @@ struct Inner {
     udp_sample: Vec<u8>,
     /// First time each credential (kind, dir) was seen.
     cred_seen: Vec<Credential>,
+    /// QUIC Initial decryption in progress (UDP flows recognised as QUIC with a version whose
+    /// Initial keys are derivable).
+    quic: Option<Box<quic::QuicFlow>>,
 }
 
 /// Per-flow dissection state. 16 bytes when idle; see the module doc for the contract.
@@ -802,6 +807,7 @@ impl FlowDissector {
                 packets: 0,
                 udp_sample: Vec::new(),
                 cred_seen: Vec::new(),
+                quic: None,
             })
         })
     }
@@ -894,6 +900,14 @@ impl FlowDissector {
             let take = (256 - inner.udp_sample.len()).min(payload.len());
             inner.udp_sample.extend_from_slice(&payload[..take]);
         }
+        if let Some(q) = inner.quic.as_mut() {
+            let learned_all = q.on_datagram(dir == Dir::ToResponder, payload, budget);
+            q.publish(&mut inner.info.sni, &mut inner.info.facts);
+            if learned_all || inner.packets >= budget.limits.max_packets {
+                self.finish();
+            }
+            return;
+        }
         let (c2s, s2c) = match dir {
             Dir::ToResponder => (payload, &[][..]),
             Dir::ToInitiator => (&[][..], payload),
@@ -922,6 +936,14 @@ impl FlowDissector {
                 } else if prev != App::Unknown && prev != d.app {
                     // Keep the first verdict; a later datagram disagreeing is noise.
                     inner.packets >= 8
+                } else if d.app == App::Quic && quic::QuicFlow::wanted(payload) {
+                    // Keep reading datagrams until the client's ClientHello is decrypted.
+                    apply(inner, d, hint, ts_ns);
+                    let mut q = Box::new(quic::QuicFlow::new());
+                    let learned_all = q.on_datagram(dir == Dir::ToResponder, payload, budget);
+                    q.publish(&mut inner.info.sni, &mut inner.info.facts);
+                    inner.quic = Some(q);
+                    learned_all || inner.packets >= budget.limits.max_packets
                 } else {
                     let complete = d.complete;
                     apply(inner, d, hint, ts_ns);
@@ -952,6 +974,7 @@ impl FlowDissector {
             }
             inner.udp_sample = Vec::new();
             inner.cred_seen = Vec::new();
+            inner.quic = None;
             inner.info.credentials.shrink_to_fit();
         }
     }

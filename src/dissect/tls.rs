@@ -1,7 +1,9 @@
-//! TLS and DTLS: ClientHello / ServerHello facts, JA3/JA3S fingerprints.
+//! TLS and DTLS: ClientHello / ServerHello facts, JA3/JA3S and JA4 fingerprints.
 //!
 //! Handshake messages are reassembled across records and across TCP segments (a ClientHello
-//! split over several records is handled), then parsed with the `tls-parser` crate.
+//! split over several records is handled), then parsed with the `tls-parser` crate. QUIC's
+//! decrypted CRYPTO stream (handshake messages without records) goes through the same
+//! ClientHello extraction via `client_hello_from_handshake`.
 //! Guarantees: a prefix of a valid ClientHello yields [`Parse::NeedMore`], never a wrong
 //! answer; strings taken from the wire (SNI, ALPN) are sanitized; nothing panics on malformed
 //! input. Once a ServerHello selects TLS 1.3 the rest is encrypted and the verdict is final.
@@ -14,6 +16,7 @@ use tls_parser::{
     parse_tls_message_handshake,
 };
 
+use super::ja4::{Ja4Transport, ja4};
 use super::{App, Ctx, Detected, Encryption, Facts, Parse};
 use crate::sanitize::sanitize_bytes;
 
@@ -49,6 +52,9 @@ pub struct TlsFacts {
     pub ja3: Option<String>,
     /// JA3S server fingerprint.
     pub ja3s: Option<String>,
+    /// JA4 client fingerprint (FoxIO), e.g. `t13d1516h2_8daaf6152771_e5627efa2ab1`; the first
+    /// letter says the transport: `t` TLS over TCP, `q` QUIC, `d` DTLS.
+    pub ja4: Option<String>,
     /// Number of records the ClientHello spanned (> 1: fragmented).
     pub client_hello_records: u32,
     /// An SSLv2-compatible ClientHello was seen.
@@ -189,10 +195,12 @@ fn split_messages(hs: &[u8]) -> (Vec<(u8, &[u8])>, bool) {
 /// Client-side facts derived from a ClientHello. Returns the SNI too.
 fn client_hello_facts(
     f: &mut TlsFacts,
+    transport: Ja4Transport,
     version: u16,
     ciphers: &[u16],
     ext: Option<&[u8]>,
 ) -> Option<String> {
+    f.ja4 = Some(ja4(transport, version, ciphers, ext.unwrap_or(&[])));
     f.client_version = Some(version_name(version));
     f.offered_cipher_count = ciphers.iter().filter(|c| !is_grease(**c)).count();
     let mut sni = None;
@@ -355,6 +363,69 @@ fn server_hello_facts(
     false
 }
 
+/// Reads a ClientHello from a bare handshake stream (QUIC CRYPTO frames carry handshake
+/// messages without the TLS record layer). A prefix of a ClientHello is NeedMore; a stream
+/// that does not start with one is NotThis. Returns the facts and the SNI.
+pub(crate) fn client_hello_from_handshake(
+    hs: &[u8],
+    transport: Ja4Transport,
+) -> Parse<(TlsFacts, Option<String>)> {
+    match hs.first() {
+        None => return Parse::NeedMore,
+        Some(1) => {}
+        Some(_) => return Parse::NotThis,
+    }
+    let Some(len) = hs
+        .get(1..4)
+        .map(|l| u32::from_be_bytes([0, l[0], l[1], l[2]]) as usize)
+    else {
+        return Parse::NeedMore;
+    };
+    let Some(msg) = hs.get(..4 + len) else {
+        return Parse::NeedMore;
+    };
+    match parse_tls_message_handshake(msg) {
+        Ok((_, TlsMessage::Handshake(TlsMessageHandshake::ClientHello(ch)))) => {
+            let ciphers: Vec<u16> = ch.ciphers.iter().map(|c| c.0).collect();
+            let mut f = TlsFacts::default();
+            let sni = client_hello_facts(&mut f, transport, ch.version.0, &ciphers, ch.ext);
+            Parse::Done((f, sni))
+        }
+        _ => Parse::NotThis,
+    }
+}
+
+/// Reads a ServerHello from a bare handshake stream (QUIC server Initial CRYPTO frames):
+/// selected version, cipher suite, JA3S, HelloRetryRequest. A prefix is NeedMore.
+pub(crate) fn server_hello_from_handshake(hs: &[u8]) -> Parse<TlsFacts> {
+    match hs.first() {
+        None => return Parse::NeedMore,
+        Some(2) => {}
+        Some(_) => return Parse::NotThis,
+    }
+    let Some(len) = hs
+        .get(1..4)
+        .map(|l| u32::from_be_bytes([0, l[0], l[1], l[2]]) as usize)
+    else {
+        return Parse::NeedMore;
+    };
+    let Some(msg) = hs.get(..4 + len) else {
+        return Parse::NeedMore;
+    };
+    let mut f = TlsFacts::default();
+    match parse_tls_message_handshake(msg) {
+        Ok((_, TlsMessage::Handshake(TlsMessageHandshake::ServerHello(sh)))) => {
+            server_hello_facts(&mut f, sh.version.0, sh.random, sh.cipher.0, sh.ext);
+            Parse::Done(f)
+        }
+        Ok((_, TlsMessage::Handshake(TlsMessageHandshake::HelloRetryRequest(_)))) => {
+            f.hello_retry_request = true;
+            Parse::Done(f)
+        }
+        _ => Parse::NotThis,
+    }
+}
+
 /// Result of reading one side's handshake.
 struct ClientSide {
     sni: Option<String>,
@@ -388,7 +459,8 @@ fn read_client(data: &[u8], f: &mut TlsFacts, past_ccs: bool) -> Result<ClientSi
             Ok((_, TlsMessage::Handshake(TlsMessageHandshake::ClientHello(ch)))) => {
                 let ciphers: Vec<u16> = ch.ciphers.iter().map(|c| c.0).collect();
                 // Keep the latest ClientHello (after an HRR the second one counts).
-                out.sni = client_hello_facts(f, ch.version.0, &ciphers, ch.ext).or(out.sni);
+                out.sni = client_hello_facts(f, Ja4Transport::Tcp, ch.version.0, &ciphers, ch.ext)
+                    .or(out.sni);
                 out.seen_hello = true;
                 f.client_hello_records = f.client_hello_records.max(hs.records.max(1));
             }
@@ -576,7 +648,14 @@ pub(crate) fn detect_dtls(ctx: &Ctx) -> Parse<Detected> {
                 match &h.body {
                     DTLSMessageHandshakeBody::ClientHello(ch) => {
                         let ciphers: Vec<u16> = ch.ciphers.iter().map(|c| c.0).collect();
-                        sni = client_hello_facts(&mut f, ch.version.0, &ciphers, ch.ext).or(sni);
+                        sni = client_hello_facts(
+                            &mut f,
+                            Ja4Transport::Dtls,
+                            ch.version.0,
+                            &ciphers,
+                            ch.ext,
+                        )
+                        .or(sni);
                     }
                     DTLSMessageHandshakeBody::ServerHello(sh) => {
                         server_hello_facts(&mut f, sh.version.0, sh.random, sh.cipher.0, sh.ext);
