@@ -5,7 +5,7 @@
 //! (escaping every key, allocating the address strings, `#[serde(flatten)]`'s map detour) cost
 //! ~15 % of the whole `flows --no-dissect` run. Here the keys are pre-escaped constants, numbers
 //! go through `itoa`, addresses are formatted on the stack; the most common protocol facts
-//! (HTTP, DNS) are written by hand too, and only the rarer nested parts (other protocols'
+//! (TLS, HTTP, DNS) are written by hand too, and only the rarer nested parts (other protocols'
 //! facts, credentials, identities, verdicts) still go through serde.
 //!
 //! Guarantee: the bytes are exactly those of `serde_json::to_writer(&FlowRecord::from_flow(..))`
@@ -19,6 +19,7 @@ use super::FlowRecord;
 use crate::decode::ipproto;
 use crate::dissect::dns::{DnsFacts, DnsRdata};
 use crate::dissect::http::HttpFacts;
+use crate::dissect::tls::TlsFacts;
 use crate::dissect::{AppInfo, Facts};
 use crate::engine::Enrichment;
 use crate::flow::Flow;
@@ -136,13 +137,18 @@ fn push_app(buf: &mut Vec<u8>, info: &AppInfo) {
     }
 }
 
-/// Protocol facts: the common shapes (HTTP, DNS) by hand, the rest through serde.
+/// Protocol facts: the common shapes (TLS, HTTP, DNS) by hand, the rest through serde.
 fn push_facts(buf: &mut Vec<u8>, facts: Option<&Facts>) {
     match facts {
         None => buf.extend_from_slice(b"null"),
         Some(Facts::Http(http)) => {
             buf.extend_from_slice(b"{\"http\":");
             push_http(buf, http);
+            buf.push(b'}');
+        }
+        Some(Facts::Tls(tls)) => {
+            buf.extend_from_slice(b"{\"tls\":");
+            push_tls(buf, tls);
             buf.push(b'}');
         }
         Some(Facts::Dns(dns)) => {
@@ -152,6 +158,59 @@ fn push_facts(buf: &mut Vec<u8>, facts: Option<&Facts>) {
         }
         Some(other) => push_serde(buf, other),
     }
+}
+
+fn push_tls(buf: &mut Vec<u8>, tls: &TlsFacts) {
+    let mut num = itoa::Buffer::new();
+    buf.extend_from_slice(b"{\"record_version\":");
+    push_opt_str(buf, tls.record_version.as_deref());
+    buf.extend_from_slice(b",\"client_version\":");
+    push_opt_str(buf, tls.client_version.as_deref());
+    buf.extend_from_slice(b",\"offered_versions\":");
+    push_str_list(buf, &tls.offered_versions);
+    buf.extend_from_slice(b",\"selected_version\":");
+    push_opt_str(buf, tls.selected_version.as_deref());
+    buf.extend_from_slice(b",\"cipher_suite\":");
+    push_opt_str(buf, tls.cipher_suite.as_deref());
+    buf.extend_from_slice(b",\"offered_cipher_count\":");
+    buf.extend_from_slice(num.format(tls.offered_cipher_count).as_bytes());
+    buf.extend_from_slice(b",\"alpn\":");
+    push_str_list(buf, &tls.alpn);
+    buf.extend_from_slice(b",\"alpn_selected\":");
+    push_opt_str(buf, tls.alpn_selected.as_deref());
+    buf.extend_from_slice(b",\"hello_retry_request\":");
+    push_bool(buf, tls.hello_retry_request);
+    buf.extend_from_slice(b",\"ech\":");
+    push_bool(buf, tls.ech);
+    buf.extend_from_slice(b",\"esni\":");
+    push_bool(buf, tls.esni);
+    buf.extend_from_slice(b",\"client_cert_requested\":");
+    match tls.client_cert_requested {
+        Some(requested) => push_bool(buf, requested),
+        None => buf.extend_from_slice(b"null"),
+    }
+    buf.extend_from_slice(b",\"ja3\":");
+    push_opt_str(buf, tls.ja3.as_deref());
+    buf.extend_from_slice(b",\"ja3s\":");
+    push_opt_str(buf, tls.ja3s.as_deref());
+    buf.extend_from_slice(b",\"ja4\":");
+    push_opt_str(buf, tls.ja4.as_deref());
+    buf.extend_from_slice(b",\"client_hello_records\":");
+    buf.extend_from_slice(num.format(tls.client_hello_records).as_bytes());
+    buf.extend_from_slice(b",\"sslv2_hello\":");
+    push_bool(buf, tls.sslv2_hello);
+    buf.push(b'}');
+}
+
+fn push_str_list(buf: &mut Vec<u8>, values: &[String]) {
+    buf.push(b'[');
+    for (i, value) in values.iter().enumerate() {
+        if i > 0 {
+            buf.push(b',');
+        }
+        push_str(buf, value);
+    }
+    buf.push(b']');
 }
 
 fn push_http(buf: &mut Vec<u8>, http: &HttpFacts) {
