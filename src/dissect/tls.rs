@@ -8,6 +8,8 @@
 //! answer; strings taken from the wire (SNI, ALPN) are sanitized; nothing panics on malformed
 //! input. Once a ServerHello selects TLS 1.3 the rest is encrypted and the verdict is final.
 
+use std::borrow::Cow;
+
 use md5::{Digest, Md5};
 use serde::Serialize;
 use tls_parser::{
@@ -24,15 +26,15 @@ use crate::sanitize::sanitize_bytes;
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct TlsFacts {
     /// Version in the first record header ("TLS 1.0" is common for ClientHellos).
-    pub record_version: Option<String>,
+    pub record_version: Option<Cow<'static, str>>,
     /// ClientHello legacy_version.
-    pub client_version: Option<String>,
+    pub client_version: Option<Cow<'static, str>>,
     /// supported_versions offered by the client (GREASE removed).
-    pub offered_versions: Vec<String>,
+    pub offered_versions: Vec<Cow<'static, str>>,
     /// Version the server selected (supported_versions if present, else legacy version).
-    pub selected_version: Option<String>,
+    pub selected_version: Option<Cow<'static, str>>,
     /// Cipher suite the server selected (IANA name, or hex).
-    pub cipher_suite: Option<String>,
+    pub cipher_suite: Option<Cow<'static, str>>,
     /// Number of cipher suites the client offered.
     pub offered_cipher_count: usize,
     /// ALPN protocols offered by the client (sanitized).
@@ -62,7 +64,8 @@ pub struct TlsFacts {
 }
 
 /// Human name of a (D)TLS version number.
-pub fn version_name(v: u16) -> String {
+pub fn version_name(v: u16) -> Cow<'static, str> {
+    // Borrowed names for the known versions: no allocation per flow.
     match v {
         0x0200 => "SSL 2.0".into(),
         0x0300 => "SSL 3.0".into(),
@@ -73,13 +76,13 @@ pub fn version_name(v: u16) -> String {
         0xfeff => "DTLS 1.0".into(),
         0xfefd => "DTLS 1.2".into(),
         0xfefc => "DTLS 1.3".into(),
-        0x7f00..=0x7fff => format!("TLS 1.3 draft {}", v & 0xff),
-        _ => format!("0x{v:04x}"),
+        0x7f00..=0x7fff => format!("TLS 1.3 draft {}", v & 0xff).into(),
+        _ => format!("0x{v:04x}").into(),
     }
 }
 
-fn cipher_name(id: u16) -> String {
-    TlsCipherSuite::from_id(id).map_or_else(|| format!("0x{id:04x}"), |c| c.name.to_string())
+fn cipher_name(id: u16) -> Cow<'static, str> {
+    TlsCipherSuite::from_id(id).map_or_else(|| format!("0x{id:04x}").into(), |c| c.name.into())
 }
 
 /// GREASE values (RFC 8701) are ignored in fingerprints and lists.

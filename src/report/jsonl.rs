@@ -202,13 +202,13 @@ fn push_tls(buf: &mut Vec<u8>, tls: &TlsFacts) {
     buf.push(b'}');
 }
 
-fn push_str_list(buf: &mut Vec<u8>, values: &[String]) {
+fn push_str_list(buf: &mut Vec<u8>, values: &[impl AsRef<str>]) {
     buf.push(b'[');
     for (i, value) in values.iter().enumerate() {
         if i > 0 {
             buf.push(b',');
         }
-        push_str(buf, value);
+        push_str(buf, value.as_ref());
     }
     buf.push(b']');
 }
