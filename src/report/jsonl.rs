@@ -35,11 +35,11 @@ pub fn push_flow_record(buf: &mut Vec<u8>, flow: &Flow, enrichment: Option<&Enri
         None => buf.extend_from_slice(num.format(flow.key.proto).as_bytes()),
     }
     buf.extend_from_slice(b"\",\"src\":\"");
-    push_display(buf, &src.addr);
+    push_addr(buf, src.addr);
     buf.extend_from_slice(b"\",\"src_port\":");
     buf.extend_from_slice(num.format(src.port).as_bytes());
     buf.extend_from_slice(b",\"dst\":\"");
-    push_display(buf, &dst.addr);
+    push_addr(buf, dst.addr);
     buf.extend_from_slice(b"\",\"dst_port\":");
     buf.extend_from_slice(num.format(dst.port).as_bytes());
     for (key, value) in [
@@ -262,7 +262,7 @@ fn push_dns(buf: &mut Vec<u8>, dns: &DnsFacts) {
         match &answer.rdata {
             DnsRdata::A(v4) => {
                 buf.extend_from_slice(b",\"type\":\"a\",\"data\":\"");
-                push_display(buf, v4);
+                push_ipv4(buf, *v4);
                 buf.push(b'"');
             }
             DnsRdata::Aaaa(v6) => {
@@ -320,10 +320,11 @@ fn push_opt_name(buf: &mut Vec<u8>, name: Option<&str>) {
 /// A JSON string; plain printable ASCII is copied, anything else goes through serde_json so
 /// the escaping is exactly serde's.
 fn push_str(buf: &mut Vec<u8>, value: &str) {
-    if value
-        .bytes()
-        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
-    {
+    // A fold without early exit: the compiler vectorises it, and strings here are short.
+    let plain = value.bytes().fold(true, |plain, b| {
+        plain & (b >= 0x20) & (b < 0x7f) & (b != b'"') & (b != b'\\')
+    });
+    if plain {
         buf.push(b'"');
         buf.extend_from_slice(value.as_bytes());
         buf.push(b'"');
@@ -335,6 +336,25 @@ fn push_str(buf: &mut Vec<u8>, value: &str) {
 fn push_serde<T: Serialize + ?Sized>(buf: &mut Vec<u8>, value: &T) {
     // Writing into a Vec cannot fail, and these types serialize infallibly.
     let _ = serde_json::to_writer(&mut *buf, value);
+}
+
+/// An address as `Display` writes it; IPv4 (nearly every pod address) without the
+/// formatting machinery.
+fn push_addr(buf: &mut Vec<u8>, addr: std::net::IpAddr) {
+    match addr {
+        std::net::IpAddr::V4(v4) => push_ipv4(buf, v4),
+        std::net::IpAddr::V6(v6) => push_display(buf, &v6),
+    }
+}
+
+fn push_ipv4(buf: &mut Vec<u8>, addr: std::net::Ipv4Addr) {
+    let mut num = itoa::Buffer::new();
+    for (i, octet) in addr.octets().into_iter().enumerate() {
+        if i > 0 {
+            buf.push(b'.');
+        }
+        buf.extend_from_slice(num.format(octet).as_bytes());
+    }
 }
 
 fn push_display(buf: &mut Vec<u8>, value: &impl std::fmt::Display) {
@@ -397,6 +417,21 @@ mod tests {
         }
         for a in App::ALL {
             assert_eq!(serde_name(a), format!("\"{}\"", a.name()));
+        }
+    }
+
+    #[test]
+    fn ipv4_formats_like_display() {
+        for addr in [
+            "0.0.0.0",
+            "10.244.1.10",
+            "255.255.255.255",
+            "169.254.169.254",
+        ] {
+            let v4: std::net::Ipv4Addr = addr.parse().unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
+            let mut fast = Vec::new();
+            push_ipv4(&mut fast, v4);
+            assert_eq!(fast, v4.to_string().into_bytes());
         }
     }
 
