@@ -322,7 +322,7 @@ fn push_opt_name(buf: &mut Vec<u8>, name: Option<&str>) {
 fn push_str(buf: &mut Vec<u8>, value: &str) {
     // A fold without early exit: the compiler vectorises it, and strings here are short.
     let plain = value.bytes().fold(true, |plain, b| {
-        plain & (b >= 0x20) & (b < 0x7f) & (b != b'"') & (b != b'\\')
+        plain & (0x20..0x7f).contains(&b) & (b != b'"') & (b != b'\\')
     });
     if plain {
         buf.push(b'"');
