@@ -392,8 +392,7 @@ pub fn service_edges(
                 (src.name(), dst.name()),
                 agg.apps,
                 agg.ports.into_iter().collect(),
-                (agg.src, agg.dst),
-                group,
+                edge_filter((agg.src, agg.dst), group),
             )
         })
         .collect();
@@ -457,14 +456,13 @@ fn flow_endpoints(f: &FlowSummary) -> (Endpoint<'_>, Endpoint<'_>) {
 }
 
 /// Completes an edge from its counters: names, applications (most common first), sorted
-/// ports and the filter built from the first flow's endpoints.
+/// ports and its filter ([`edge_filter`]).
 fn finish_edge(
     mut e: Edge,
     (src, dst): (String, String),
     apps: BTreeMap<&'static str, u64>,
     mut ports: Vec<u16>,
-    first: (Endpoint<'_>, Endpoint<'_>),
-    group: Group,
+    filter: String,
 ) -> Edge {
     e.src = src;
     e.dst = dst;
@@ -473,17 +471,22 @@ fn finish_edge(
     e.apps = apps;
     ports.sort_unstable();
     e.ports = ports;
+    e.filter = filter;
+    e
+}
+
+/// The filter showing an edge's flows, from its first flow's endpoints.
+fn edge_filter(first: (Endpoint<'_>, Endpoint<'_>), group: Group) -> String {
     let terms = [
         group_terms(first.0.0, first.0.1, group),
         group_terms(first.1.0, first.1.1, group),
     ];
-    e.filter = terms
+    terms
         .iter()
         .filter(|t| !t.is_empty())
         .map(String::as_str)
         .collect::<Vec<_>>()
-        .join(" ");
-    e
+        .join(" ")
 }
 
 fn sort_edges(edges: &mut [Edge], sort: Sort<EdgeCol>) {

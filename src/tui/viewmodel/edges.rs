@@ -16,8 +16,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use super::{
-    Edge, EdgeCol, Group, GroupKey, MAX_EDGE_PORTS, Sort, count_flow, finish_edge, flow_endpoints,
-    group_key, has_ports, kept_rows, sort_edges,
+    Edge, EdgeCol, Group, GroupKey, MAX_EDGE_PORTS, Sort, count_flow, edge_filter, finish_edge,
+    flow_endpoints, group_key, has_ports, kept_rows, sort_edges,
 };
 use crate::summary::FlowSummary;
 use crate::tui::source::FlowRows;
@@ -75,10 +75,26 @@ struct ChunkEdges {
     edges: Vec<(EdgeKey, PartialEdge)>,
 }
 
+/// One edge's aggregate over the leading cached chunks, with its labels (they come from
+/// the first flow, which later chunks cannot change, so they are formatted once).
+#[derive(Debug, Clone)]
+struct TotalEdge {
+    counts: Edge,
+    apps: BTreeMap<&'static str, u64>,
+    ports: Vec<u16>,
+    names: (String, String),
+    filter: String,
+}
+
 /// Per-chunk partial Services aggregates of the finished rows (see the module doc).
 #[derive(Debug, Default)]
 pub struct EdgeCache {
+    /// The finished chunks' partials, in row order.
     chunks: Vec<ChunkEdges>,
+    /// The merge of the first `covered` chunks' partials (a new snapshot that only appends
+    /// chunks merges just those; any other change rebuilds it from the partials).
+    total: HashMap<EdgeKey, TotalEdge>,
+    covered: usize,
     /// Chunks aggregated (not found in the cache) since the cache was created.
     aggregated: u64,
 }
@@ -116,12 +132,40 @@ fn aggregate_chunk(
         .collect()
 }
 
-/// An edge being merged from partials in row order.
-struct MergedEdge<'a> {
-    counts: Edge,
-    first: &'a FlowSummary,
-    apps: BTreeMap<&'static str, u64>,
-    ports: Vec<u16>,
+/// Adds a later partial to an edge: counters and applications add up, ports keep the
+/// first distinct ones in row order.
+fn merge_into(
+    counts: &mut Edge,
+    apps: &mut BTreeMap<&'static str, u64>,
+    ports: &mut Vec<u16>,
+    part: &PartialEdge,
+) {
+    let p = &part.counts;
+    counts.flows += p.flows;
+    counts.bytes += p.bytes;
+    counts.encrypted += p.encrypted;
+    counts.plaintext += p.plaintext;
+    counts.allowed += p.allowed;
+    counts.denied += p.denied;
+    counts.no_verdict += p.no_verdict;
+    for (app, n) in &part.apps {
+        *apps.entry(app).or_default() += n;
+    }
+    for &port in &part.ports {
+        if ports.len() < MAX_EDGE_PORTS && !ports.contains(&port) {
+            ports.push(port);
+        }
+    }
+}
+
+fn new_total(key: &EdgeKey, first: &FlowSummary, group: Group) -> TotalEdge {
+    TotalEdge {
+        counts: Edge::default(),
+        apps: BTreeMap::new(),
+        ports: Vec::new(),
+        names: (key.0.name(), key.1.name()),
+        filter: edge_filter(flow_endpoints(first), group),
+    }
 }
 
 impl EdgeCache {
@@ -142,19 +186,29 @@ impl EdgeCache {
         sort: Sort<EdgeCol>,
     ) -> Vec<Edge> {
         let keep = kept_rows(rows.len(), index);
+        let old_order: Vec<*const FlowSummary> =
+            self.chunks.iter().map(|c| c.rows.as_ptr()).collect();
         let mut old: HashMap<*const FlowSummary, ChunkEdges> = std::mem::take(&mut self.chunks)
             .into_iter()
             .filter(|c| c.group == group)
             .map(|c| (c.rows.as_ptr(), c))
             .collect();
         let mut live: Vec<ChunkEdges> = Vec::new();
-        let (mut start, mut cached) = (0, 0);
+        // Whether the chunks the total covers are still the leading ones, unchanged.
+        let mut total_valid = true;
+        let mut start = 0;
         for chunk in rows.chunks() {
             let end = start + chunk.len();
             let chunk_keep = keep.as_ref().map(|k| &k[start..end]);
             let reusable = old
                 .remove(&chunk.as_ptr())
                 .filter(|c| c.rows.len() == chunk.len() && c.keep.as_deref() == chunk_keep);
+            let position = self.chunks.len();
+            if position < self.covered
+                && (reusable.is_none() || end > finished || old_order[position] != chunk.as_ptr())
+            {
+                total_valid = false;
+            }
             let entry = reusable.unwrap_or_else(|| {
                 self.aggregated += 1;
                 ChunkEdges {
@@ -168,53 +222,49 @@ impl EdgeCache {
             // in row order.
             if end <= finished {
                 self.chunks.push(entry);
-                cached += 1;
             } else {
                 live.push(entry);
             }
             start = end;
         }
-        debug_assert_eq!(cached, self.chunks.len());
-        let mut merged: HashMap<&EdgeKey, MergedEdge<'_>> = HashMap::new();
-        for chunk in self.chunks.iter().chain(&live) {
+        if !total_valid || self.chunks.len() < self.covered {
+            self.total.clear();
+            self.covered = 0;
+        }
+        for chunk in &self.chunks[self.covered..] {
             for (key, part) in &chunk.edges {
-                let edge = merged.entry(key).or_insert_with(|| MergedEdge {
-                    counts: Edge::default(),
-                    first: &chunk.rows[part.first_row],
-                    apps: BTreeMap::new(),
-                    ports: Vec::new(),
-                });
-                let (e, p) = (&mut edge.counts, &part.counts);
-                e.flows += p.flows;
-                e.bytes += p.bytes;
-                e.encrypted += p.encrypted;
-                e.plaintext += p.plaintext;
-                e.allowed += p.allowed;
-                e.denied += p.denied;
-                e.no_verdict += p.no_verdict;
-                for (app, n) in &part.apps {
-                    *edge.apps.entry(app).or_default() += n;
-                }
-                for &port in &part.ports {
-                    if edge.ports.len() < MAX_EDGE_PORTS && !edge.ports.contains(&port) {
-                        edge.ports.push(port);
-                    }
-                }
+                let total = match self.total.get_mut(key) {
+                    Some(t) => t,
+                    None => self
+                        .total
+                        .entry(key.clone())
+                        .or_insert_with(|| new_total(key, &chunk.rows[part.first_row], group)),
+                };
+                merge_into(&mut total.counts, &mut total.apps, &mut total.ports, part);
             }
         }
-        let mut edges: Vec<Edge> = merged
-            .into_iter()
-            .map(|((src, dst), edge)| {
-                finish_edge(
-                    edge.counts,
-                    (src.name(), dst.name()),
-                    edge.apps,
-                    edge.ports,
-                    flow_endpoints(edge.first),
-                    group,
-                )
-            })
+        self.covered = self.chunks.len();
+        // The live rows on top of the total, without changing it.
+        let mut extra: HashMap<&EdgeKey, TotalEdge> = HashMap::new();
+        for chunk in &live {
+            for (key, part) in &chunk.edges {
+                let edge = extra
+                    .entry(key)
+                    .or_insert_with(|| match self.total.get(key) {
+                        Some(t) => t.clone(),
+                        None => new_total(key, &chunk.rows[part.first_row], group),
+                    });
+                merge_into(&mut edge.counts, &mut edge.apps, &mut edge.ports, part);
+            }
+        }
+        let finish = |t: TotalEdge| finish_edge(t.counts, t.names, t.apps, t.ports, t.filter);
+        let mut edges: Vec<Edge> = self
+            .total
+            .iter()
+            .filter(|(key, _)| !extra.contains_key(key))
+            .map(|(_, t)| finish(t.clone()))
             .collect();
+        edges.extend(extra.into_values().map(finish));
         sort_edges(&mut edges, sort);
         edges
     }
@@ -307,6 +357,19 @@ mod tests {
             }).filter(|&c| c).count() as u64;
             let reaggregated = cache.chunks_aggregated() - before;
             prop_assert_eq!(reaggregated, flow_rows.chunks().len() as u64 - cached + 1);
+            // The oldest chunk evicted, the newest one live again.
+            let rest = FlowRows::from_chunks(grown.chunks().iter().skip(1).cloned().collect());
+            let first_len = grown.chunks().first().map_or(0, |c| c.len());
+            let index: Vec<u32> = index
+                .into_iter()
+                .filter_map(|i| (i as usize).checked_sub(first_len).map(|i| i as u32))
+                .collect();
+            let live_rows = grown.chunks().last().map_or(0, |c| c.len());
+            let third = cache.edges(&rest, rest.len().saturating_sub(live_rows), &index, group, sort);
+            prop_assert_eq!(
+                canonical(third),
+                canonical(service_edges(&rest, &index, group, sort))
+            );
         }
     }
 
