@@ -8,7 +8,13 @@
 //!
 //! Also prints how long indexing takes (from scratch, and for one new chunk: the App indexes
 //! finished rows as their chunks arrive, each chunk once).
-//! - `services`: aggregate the 1 M rows into Services edges.
+//! - `services/refresh`: the App's Services refresh on the same snapshot after a filter
+//!   change to the same filter (every chunk's partial edges cached: merge only);
+//! - `services/new_chunk`: Services edges for a new snapshot that appends one chunk of
+//!   `CHUNK_ROWS` rows to 1 M (or more) rows already aggregated (aggregate that chunk,
+//!   merge it into the running total, finish the edges);
+//! - `services/from_scratch`: aggregate the 1 M rows from scratch (`service_edges`, what
+//!   every new snapshot cost before the per-chunk cache).
 //!
 //! Also prints the resident memory with the rows loaded.
 //! Run: `cargo bench --bench tui`.
@@ -20,11 +26,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use podwire::tui::app::{App, FlowCol, Sort, View};
+use podwire::tui::app::{App, EdgeCol, FlowCol, Sort, View};
 use podwire::tui::config::Config;
 use podwire::tui::filter::Filter;
 use podwire::tui::filter::index::SearchIndex;
 use podwire::tui::source::{CHUNK_ROWS, FlowRows, Snapshot, SourceKind};
+use podwire::tui::viewmodel::{EdgeCache, Group};
 use podwire::tui::{render, synthetic, viewmodel};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
@@ -154,12 +161,54 @@ fn bench(c: &mut Criterion) {
         })
     });
     app.view = View::Services;
-    group.bench_function("services", |b| {
+    app.filter = Filter::new("").expect("valid");
+    app.filter_generation += 1;
+    let start = Instant::now();
+    app.refresh();
+    eprintln!(
+        "tui bench: Services view opened on {ROWS} rows (every chunk aggregated) in {:.0} ms",
+        start.elapsed().as_secs_f64() * 1e3
+    );
+    group.bench_function("services/refresh", |b| {
         b.iter(|| {
             app.filter_generation += 1;
             app.refresh();
             black_box(app.derived.edges.len());
         })
+    });
+    let rows = &app.snapshot.rows;
+    let all: Vec<u32> = (0..rows.len() as u32).collect();
+    let sort = Sort {
+        column: EdgeCol::Bytes,
+        descending: true,
+    };
+    let extra: Vec<_> = (ROWS..ROWS + CHUNK_ROWS as u64)
+        .map(synthetic::flow)
+        .collect();
+    group.bench_function("services/new_chunk", |b| {
+        let mut cache = EdgeCache::default();
+        cache.edges(rows, rows.len(), &all, Group::Workload, sort);
+        let mut current = rows.chunks().to_vec();
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                // Each snapshot appends a fresh allocation: a chunk the cache has never seen
+                // (the rows grow by one chunk per iteration, as in a capture before eviction).
+                let mut chunks = std::mem::take(&mut current);
+                chunks.push(Arc::from(extra.clone()));
+                let grown = FlowRows::from_chunks(chunks);
+                let index: Vec<u32> = (0..grown.len() as u32).collect();
+                let start = Instant::now();
+                let edges = cache.edges(&grown, grown.len(), &index, Group::Workload, sort);
+                total += start.elapsed();
+                black_box(edges.len());
+                current = grown.chunks().to_vec();
+            }
+            total
+        })
+    });
+    group.bench_function("services/from_scratch", |b| {
+        b.iter(|| black_box(viewmodel::service_edges(rows, &all, Group::Workload, sort).len()))
     });
     group.finish();
     eprintln!("tui bench: resident memory at the end {} MiB", rss_mib());

@@ -21,7 +21,7 @@ use crate::tui::filter::{Filter, FilterError};
 use crate::tui::source::{
     Control, ExportFlow, ExportOutcome, ExportRequest, ExportTarget, Snapshot, SourceKind, Speed,
 };
-use crate::tui::viewmodel::{self, Edge, Group, PolicyTable};
+use crate::tui::viewmodel::{self, Edge, EdgeCache, Group, PolicyTable};
 
 /// The views, in tab order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -244,6 +244,8 @@ pub struct Derived {
     pub flow_index: Vec<u32>,
     pub edges_key: Option<(u64, u64, Group, Sort<EdgeCol>)>,
     pub edges: Vec<Edge>,
+    /// Per-chunk partial Services aggregates: finished chunks are aggregated once.
+    pub edge_cache: EdgeCache,
     pub findings_key: Option<(u64, u64)>,
     /// Indexes into `snapshot.findings.findings` shown in the Findings view.
     pub findings: Vec<u32>,
@@ -419,8 +421,11 @@ impl App {
             View::Services => {
                 let key = (seq, self.filter_generation, self.group, self.edge_sort);
                 if self.derived.edges_key != Some(key) {
-                    self.derived.edges = viewmodel::service_edges(
-                        &self.snapshot.rows,
+                    let rows = &self.snapshot.rows;
+                    let finished = rows.len().saturating_sub(self.snapshot.live_rows);
+                    self.derived.edges = self.derived.edge_cache.edges(
+                        rows,
+                        finished,
                         &self.derived.flow_index,
                         self.group,
                         self.edge_sort,

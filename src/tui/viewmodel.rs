@@ -29,6 +29,9 @@ use crate::tui::filter::{
 use crate::tui::findings::SnapshotFindings;
 use crate::tui::source::{ClusterOrigin, FlowRows, SourceKind};
 
+mod edges;
+pub use edges::EdgeCache;
+
 // ---------------------------------------------------------------------------------------
 // Layout (shared by the renderer and by mouse handling)
 
@@ -337,13 +340,14 @@ fn group_terms(identity: Option<&Identity>, addr: std::net::IpAddr, group: Group
 struct EdgeAgg<'a> {
     edge: Edge,
     /// The first flow's endpoints (they name the groups in the edge's filter).
-    src: (Option<&'a Identity>, std::net::IpAddr),
-    dst: (Option<&'a Identity>, std::net::IpAddr),
+    src: Endpoint<'a>,
+    dst: Endpoint<'a>,
     apps: BTreeMap<&'static str, u64>,
     ports: BTreeSet<u16>,
 }
 
-/// Aggregates the filtered flows into edges between groups.
+/// Aggregates the filtered flows into edges between groups, from scratch (the App uses
+/// [`EdgeCache`], which gives the same edges and aggregates each finished chunk once).
 pub fn service_edges(
     rows: &FlowRows,
     index: &[u32],
@@ -353,15 +357,7 @@ pub fn service_edges(
     let mut map: HashMap<(GroupKey<'_>, GroupKey<'_>), EdgeAgg<'_>> = HashMap::new();
     // Rows are visited in row order, whatever the Flows view's sort: memory is read
     // sequentially, and the edges (e.g. which ports are kept) do not depend on that sort.
-    let keep = (index.len() < rows.len()).then(|| {
-        let mut keep = vec![false; rows.len()];
-        for &i in index {
-            if let Some(k) = keep.get_mut(i as usize) {
-                *k = true;
-            }
-        }
-        keep
-    });
+    let keep = kept_rows(rows.len(), index);
     let kept = rows
         .iter()
         .enumerate()
@@ -370,76 +366,130 @@ pub fn service_edges(
         if f.outer {
             continue;
         }
-        let (si, di) = match &f.enrichment {
-            Some(e) => (Some(&e.src_identity), Some(&e.dst_identity)),
-            None => (None, None),
-        };
+        let (src, dst) = flow_endpoints(f);
         let key = (
-            group_key(si, f.src.addr, group),
-            group_key(di, f.dst.addr, group),
+            group_key(src.0, src.1, group),
+            group_key(dst.0, dst.1, group),
         );
         let agg = map.entry(key).or_insert_with(|| EdgeAgg {
             edge: Edge::default(),
-            src: (si, f.src.addr),
-            dst: (di, f.dst.addr),
+            src,
+            dst,
             apps: BTreeMap::new(),
             ports: BTreeSet::new(),
         });
-        let e = &mut agg.edge;
-        e.flows += 1;
-        e.bytes += f.bytes();
-        match f.app.encryption {
-            Encryption::Encrypted => e.encrypted += 1,
-            Encryption::Plaintext => e.plaintext += 1,
-            Encryption::Unknown => {}
-        }
-        match f.enrichment.as_ref().and_then(|x| x.verdict.as_ref()) {
-            Some(v) if v.allowed => e.allowed += 1,
-            Some(_) => e.denied += 1,
-            None => e.no_verdict += 1,
-        }
-        let app: &'static str = if f.app.app == crate::dissect::App::Unknown {
-            match f.proto {
-                ipproto::TCP => "tcp",
-                ipproto::UDP => "udp",
-                ipproto::SCTP => "sctp",
-                _ => "ip",
-            }
-        } else {
-            f.app.app.name()
-        };
+        let app = count_flow(&mut agg.edge, f);
         *agg.apps.entry(app).or_default() += 1;
-        if has_ports(f) && (agg.ports.len() < 16 || agg.ports.contains(&f.dst.port)) {
+        if has_ports(f) && (agg.ports.len() < MAX_EDGE_PORTS || agg.ports.contains(&f.dst.port)) {
             agg.ports.insert(f.dst.port);
         }
     }
     let mut edges: Vec<Edge> = map
         .into_iter()
         .map(|((src, dst), agg)| {
-            let mut e = agg.edge;
-            e.src = src.name();
-            e.dst = dst.name();
-            let mut apps: Vec<(String, u64)> = agg
-                .apps
-                .into_iter()
-                .map(|(a, n)| (a.to_string(), n))
-                .collect();
-            apps.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-            e.apps = apps;
-            e.ports = agg.ports.into_iter().collect();
-            let terms = [
-                group_terms(agg.src.0, agg.src.1, group),
-                group_terms(agg.dst.0, agg.dst.1, group),
-            ];
-            e.filter = terms
-                .iter()
-                .filter(|t| !t.is_empty())
-                .map(String::as_str)
-                .collect::<Vec<_>>()
-                .join(" ");
-            e
+            finish_edge(
+                agg.edge,
+                (src.name(), dst.name()),
+                agg.apps,
+                agg.ports.into_iter().collect(),
+                edge_filter((agg.src, agg.dst), group),
+            )
         })
         .collect();
+    sort_edges(&mut edges, sort);
+    edges
+}
+
+/// Which rows the filtered index holds (`None`: all of them).
+fn kept_rows(rows: usize, index: &[u32]) -> Option<Vec<bool>> {
+    (index.len() < rows).then(|| {
+        let mut keep = vec![false; rows];
+        for &i in index {
+            if let Some(k) = keep.get_mut(i as usize) {
+                *k = true;
+            }
+        }
+        keep
+    })
+}
+
+/// Destination ports an edge keeps (the first distinct ones in row order).
+const MAX_EDGE_PORTS: usize = 16;
+
+type Endpoint<'a> = (Option<&'a Identity>, std::net::IpAddr);
+
+/// Adds one flow to an edge's counters; returns the application it is counted under.
+fn count_flow(e: &mut Edge, f: &FlowSummary) -> &'static str {
+    e.flows += 1;
+    e.bytes += f.bytes();
+    match f.app.encryption {
+        Encryption::Encrypted => e.encrypted += 1,
+        Encryption::Plaintext => e.plaintext += 1,
+        Encryption::Unknown => {}
+    }
+    match f.enrichment.as_ref().and_then(|x| x.verdict.as_ref()) {
+        Some(v) if v.allowed => e.allowed += 1,
+        Some(_) => e.denied += 1,
+        None => e.no_verdict += 1,
+    }
+    if f.app.app == crate::dissect::App::Unknown {
+        match f.proto {
+            ipproto::TCP => "tcp",
+            ipproto::UDP => "udp",
+            ipproto::SCTP => "sctp",
+            _ => "ip",
+        }
+    } else {
+        f.app.app.name()
+    }
+}
+
+/// The flow's two endpoints as the Services view groups them.
+fn flow_endpoints(f: &FlowSummary) -> (Endpoint<'_>, Endpoint<'_>) {
+    match &f.enrichment {
+        Some(e) => (
+            (Some(&e.src_identity), f.src.addr),
+            (Some(&e.dst_identity), f.dst.addr),
+        ),
+        None => ((None, f.src.addr), (None, f.dst.addr)),
+    }
+}
+
+/// Completes an edge from its counters: names, applications (most common first), sorted
+/// ports and its filter ([`edge_filter`]).
+fn finish_edge(
+    mut e: Edge,
+    (src, dst): (String, String),
+    apps: BTreeMap<&'static str, u64>,
+    mut ports: Vec<u16>,
+    filter: String,
+) -> Edge {
+    e.src = src;
+    e.dst = dst;
+    let mut apps: Vec<(String, u64)> = apps.into_iter().map(|(a, n)| (a.to_string(), n)).collect();
+    apps.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    e.apps = apps;
+    ports.sort_unstable();
+    e.ports = ports;
+    e.filter = filter;
+    e
+}
+
+/// The filter showing an edge's flows, from its first flow's endpoints.
+fn edge_filter(first: (Endpoint<'_>, Endpoint<'_>), group: Group) -> String {
+    let terms = [
+        group_terms(first.0.0, first.0.1, group),
+        group_terms(first.1.0, first.1.1, group),
+    ];
+    terms
+        .iter()
+        .filter(|t| !t.is_empty())
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn sort_edges(edges: &mut [Edge], sort: Sort<EdgeCol>) {
     edges.sort_by(|a, b| {
         let ord = match sort.column {
             EdgeCol::Bytes => a.bytes.cmp(&b.bytes),
@@ -452,7 +502,6 @@ pub fn service_edges(
         ord.then_with(|| a.src.cmp(&b.src))
             .then_with(|| a.dst.cmp(&b.dst))
     });
-    edges
 }
 
 // ---------------------------------------------------------------------------------------
