@@ -14,7 +14,9 @@
 //!   `CHUNK_ROWS` rows to 1 M (or more) rows already aggregated (aggregate that chunk,
 //!   merge it into the running total, finish the edges);
 //! - `services/from_scratch`: aggregate the 1 M rows from scratch (`service_edges`, what
-//!   every new snapshot cost before the per-chunk cache).
+//!   every new snapshot cost before the per-chunk cache);
+//! - `sort/new_chunk`: the Flows order for a new snapshot that appends one chunk (the sort
+//!   cache merges it into the previous order; `sort/bytes_desc` is the from-scratch sort).
 //!
 //! Also prints the resident memory with the rows loaded.
 //! Run: `cargo bench --bench tui`.
@@ -30,6 +32,7 @@ use podwire::tui::app::{App, EdgeCol, FlowCol, Sort, View};
 use podwire::tui::config::Config;
 use podwire::tui::filter::Filter;
 use podwire::tui::filter::index::SearchIndex;
+use podwire::tui::findings::SnapshotFindings;
 use podwire::tui::source::{CHUNK_ROWS, FlowRows, Snapshot, SourceKind};
 use podwire::tui::viewmodel::{EdgeCache, Group};
 use podwire::tui::{render, synthetic, viewmodel};
@@ -209,6 +212,32 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function("services/from_scratch", |b| {
         b.iter(|| black_box(viewmodel::service_edges(rows, &all, Group::Workload, sort).len()))
+    });
+    group.bench_function("sort/new_chunk", |b| {
+        // The Flows order for a new snapshot that appends one chunk to 1 M sorted rows (the
+        // sort cache merges it in instead of sorting everything again).
+        let by_time = Sort {
+            column: FlowCol::Time,
+            descending: false,
+        };
+        let findings = SnapshotFindings::default();
+        let mut cache = viewmodel::SortCache::default();
+        cache.sorted(rows, 0, &findings, by_time, false);
+        let mut current = rows.chunks().to_vec();
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let mut chunks = std::mem::take(&mut current);
+                chunks.push(Arc::from(extra.clone()));
+                let grown = FlowRows::from_chunks(chunks);
+                let start = Instant::now();
+                let order = cache.sorted(&grown, 0, &findings, by_time, false);
+                total += start.elapsed();
+                black_box(order.len());
+                current = grown.chunks().to_vec();
+            }
+            total
+        })
     });
     group.finish();
     eprintln!("tui bench: resident memory at the end {} MiB", rss_mib());

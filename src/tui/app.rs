@@ -240,6 +240,8 @@ pub struct Derived {
     /// Every row's index, sorted (recomputed only for a new snapshot or sort order).
     pub sorted_key: Option<(u64, Sort<FlowCol>, bool)>,
     pub sorted: Vec<u32>,
+    /// Sorted keys of the finished rows, reused by the next snapshot.
+    pub sort_cache: viewmodel::SortCache,
     /// Filtered, sorted indexes into `snapshot.rows`.
     pub flow_index: Vec<u32>,
     pub edges_key: Option<(u64, u64, Group, Sort<EdgeCol>)>,
@@ -389,8 +391,10 @@ impl App {
             }
             let sorted_key = (seq, self.flow_sort, self.names);
             if self.derived.sorted_key != Some(sorted_key) {
-                self.derived.sorted = viewmodel::sort_all(
+                // Merges new chunks into the previous snapshot's order when it can.
+                self.derived.sorted = self.derived.sort_cache.sorted(
                     &self.snapshot.rows,
+                    self.snapshot.live_rows,
                     &self.snapshot.findings,
                     self.flow_sort,
                     self.names,

@@ -30,7 +30,9 @@ use crate::tui::findings::SnapshotFindings;
 use crate::tui::source::{ClusterOrigin, FlowRows, SourceKind};
 
 mod edges;
+mod order;
 pub use edges::EdgeCache;
+pub use order::SortCache;
 
 // ---------------------------------------------------------------------------------------
 // Layout (shared by the renderer and by mouse handling)
