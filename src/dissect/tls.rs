@@ -373,19 +373,10 @@ pub(crate) fn client_hello_from_handshake(
     hs: &[u8],
     transport: Ja4Transport,
 ) -> Parse<(TlsFacts, Option<String>)> {
-    match hs.first() {
-        None => return Parse::NeedMore,
-        Some(1) => {}
-        Some(_) => return Parse::NotThis,
-    }
-    let Some(len) = hs
-        .get(1..4)
-        .map(|l| u32::from_be_bytes([0, l[0], l[1], l[2]]) as usize)
-    else {
-        return Parse::NeedMore;
-    };
-    let Some(msg) = hs.get(..4 + len) else {
-        return Parse::NeedMore;
+    let msg = match handshake_message(hs, 1) {
+        Parse::Done(msg) => msg,
+        Parse::NeedMore => return Parse::NeedMore,
+        Parse::NotThis => return Parse::NotThis,
     };
     match parse_tls_message_handshake(msg) {
         Ok((_, TlsMessage::Handshake(TlsMessageHandshake::ClientHello(ch)))) => {
@@ -398,12 +389,12 @@ pub(crate) fn client_hello_from_handshake(
     }
 }
 
-/// Reads a ServerHello from a bare handshake stream (QUIC server Initial CRYPTO frames):
-/// selected version, cipher suite, JA3S, HelloRetryRequest. A prefix is NeedMore.
-pub(crate) fn server_hello_from_handshake(hs: &[u8]) -> Parse<TlsFacts> {
+/// The first handshake message of a bare handshake stream (no record layer) if it has type
+/// `msg_type` and is complete.
+fn handshake_message(hs: &[u8], msg_type: u8) -> Parse<&[u8]> {
     match hs.first() {
         None => return Parse::NeedMore,
-        Some(2) => {}
+        Some(&t) if t == msg_type => {}
         Some(_) => return Parse::NotThis,
     }
     let Some(len) = hs
@@ -414,6 +405,17 @@ pub(crate) fn server_hello_from_handshake(hs: &[u8]) -> Parse<TlsFacts> {
     };
     let Some(msg) = hs.get(..4 + len) else {
         return Parse::NeedMore;
+    };
+    Parse::Done(msg)
+}
+
+/// Reads a ServerHello from a bare handshake stream (QUIC server Initial CRYPTO frames):
+/// selected version, cipher suite, JA3S, HelloRetryRequest. A prefix is NeedMore.
+pub(crate) fn server_hello_from_handshake(hs: &[u8]) -> Parse<TlsFacts> {
+    let msg = match handshake_message(hs, 2) {
+        Parse::Done(msg) => msg,
+        Parse::NeedMore => return Parse::NeedMore,
+        Parse::NotThis => return Parse::NotThis,
     };
     let mut f = TlsFacts::default();
     match parse_tls_message_handshake(msg) {
