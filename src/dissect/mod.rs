@@ -501,6 +501,8 @@ pub(crate) struct Ctx<'a> {
     pub s2c_closed: bool,
     pub iport: u16,
     pub rport: u16,
+    /// The flow's memo of its last ClientHello parse (TCP flows; `None` elsewhere).
+    pub tls_memo: Option<&'a tls::ClientMemoCell>,
 }
 
 impl Ctx<'_> {
@@ -715,6 +717,9 @@ struct Inner {
     /// QUIC Initial decryption in progress (UDP flows recognised as QUIC with a version whose
     /// Initial keys are derivable).
     quic: Option<Box<quic::QuicFlow>>,
+    /// The client side of the last TLS parse: a TLS flow is analysed at least twice (after
+    /// the ClientHello, then after the ServerHello) and its client bytes are read only once.
+    tls_memo: tls::ClientMemoCell,
 }
 
 /// Per-flow dissection state. 16 bytes when idle; see the module doc for the contract.
@@ -808,6 +813,7 @@ impl FlowDissector {
                 udp_sample: Vec::new(),
                 cred_seen: Vec::new(),
                 quic: None,
+                tls_memo: Default::default(),
             })
         })
     }
@@ -861,6 +867,7 @@ impl FlowDissector {
             s2c_closed: s.is_closed(),
             iport,
             rport,
+            tls_memo: Some(&inner.tls_memo),
         };
         let hint = port_app(transport, rport).or_else(|| port_app(transport, iport));
         let midstream = c.midstream || s.midstream;
@@ -919,6 +926,7 @@ impl FlowDissector {
             s2c_closed: true,
             iport,
             rport,
+            tls_memo: None,
         };
         let hint = port_app(transport, rport).or_else(|| port_app(transport, iport));
         let prev = inner.info.app;
@@ -975,6 +983,7 @@ impl FlowDissector {
             inner.udp_sample = Vec::new();
             inner.cred_seen = Vec::new();
             inner.quic = None;
+            inner.tls_memo = Default::default();
             inner.info.credentials.shrink_to_fit();
         }
     }

@@ -29,6 +29,7 @@ fn ctx<'a>(c2s: &'a [u8], s2c: &'a [u8]) -> Ctx<'a> {
         s2c_closed: false,
         iport: 40000,
         rport: 9999,
+        tls_memo: None,
     }
 }
 

@@ -432,6 +432,7 @@ pub(crate) fn server_hello_from_handshake(hs: &[u8]) -> Parse<TlsFacts> {
 }
 
 /// Result of reading one side's handshake.
+#[derive(Clone)]
 struct ClientSide {
     sni: Option<String>,
     seen_hello: bool,
@@ -482,6 +483,44 @@ fn read_client(data: &[u8], f: &mut TlsFacts, past_ccs: bool) -> Result<ClientSi
 }
 
 /// Reads the server's cleartext flight. Returns (server hello seen, complete).
+/// The result of reading a flow's client bytes, remembered with the length it read. The
+/// stream buffer only ever appends, so the same length means the same bytes.
+pub(crate) struct ClientMemo {
+    c2s_len: usize,
+    past_ccs: bool,
+    read: Result<(ClientSide, TlsFacts), ()>,
+}
+
+/// Per-flow slot for a [`ClientMemo`] (interior mutability: dissectors see the flow through
+/// a shared [`Ctx`]).
+pub(crate) type ClientMemoCell = std::cell::RefCell<Option<Box<ClientMemo>>>;
+
+/// [`read_client`] on fresh facts, answered from `memo` when the client bytes are the ones
+/// it last read.
+fn read_client_memo(
+    data: &[u8],
+    past_ccs: bool,
+    memo: Option<&ClientMemoCell>,
+) -> Result<(ClientSide, TlsFacts), ()> {
+    if let Some(cell) = memo
+        && let Some(m) = cell.borrow().as_deref()
+        && m.c2s_len == data.len()
+        && m.past_ccs == past_ccs
+    {
+        return m.read.clone();
+    }
+    let mut f = TlsFacts::default();
+    let read = read_client(data, &mut f, past_ccs).map(|c| (c, f));
+    if let Some(cell) = memo {
+        *cell.borrow_mut() = Some(Box::new(ClientMemo {
+            c2s_len: data.len(),
+            past_ccs,
+            read: read.clone(),
+        }));
+    }
+    read
+}
+
 fn read_server(data: &[u8], f: &mut TlsFacts, past_ccs: bool) -> (bool, bool) {
     let hs = gather(data, past_ccs);
     let (msgs, _partial) = split_messages(&hs.bytes);
@@ -541,6 +580,7 @@ pub(crate) fn parse_tls_pair(
     c2s: &[u8],
     s2c: &[u8],
     c2s_closed: bool,
+    memo: Option<&ClientMemoCell>,
 ) -> Parse<(TlsFacts, Option<String>, bool)> {
     if c2s.is_empty() {
         return Parse::NeedMore;
@@ -553,7 +593,6 @@ pub(crate) fn parse_tls_pair(
         };
         return Parse::Done((f, None, !s2c.is_empty()));
     }
-    let mut f = TlsFacts::default();
     // First pass without skipping CCS; if the server sent an HRR, a second ClientHello may
     // follow a compatibility CCS.
     let mut server = TlsFacts::default();
@@ -565,8 +604,8 @@ pub(crate) fn parse_tls_pair(
     } else {
         (sh_seen, complete)
     };
-    let client = match read_client(c2s, &mut f, past_ccs) {
-        Ok(c) => c,
+    let (client, mut f) = match read_client_memo(c2s, past_ccs, memo) {
+        Ok(read) => read,
         Err(()) => return Parse::NotThis,
     };
     if client.need_more && !c2s_closed {
@@ -617,7 +656,7 @@ pub(crate) fn detect_tls(ctx: &Ctx) -> Parse<Detected> {
     if !(c[0] == 22 || is_sslv2_hello(c) || (c.len() < 5 && c[0] & 0x80 != 0)) {
         return Parse::NotThis;
     }
-    match parse_tls_pair(c, ctx.s2c, ctx.c2s_closed) {
+    match parse_tls_pair(c, ctx.s2c, ctx.c2s_closed, ctx.tls_memo) {
         Parse::Done((f, sni, complete)) => {
             let mut d = Detected::new(App::Tls, Encryption::Encrypted, None, complete);
             d.service = service_hint(sni.as_deref(), ctx);
@@ -699,5 +738,88 @@ mod tests {
     fn versions() {
         assert_eq!(version_name(0x0303), "TLS 1.2");
         assert_eq!(version_name(0xfefd), "DTLS 1.2");
+    }
+
+    fn record(content_type: u8, body: &[u8]) -> Vec<u8> {
+        let mut r = vec![content_type, 3, 3];
+        r.extend_from_slice(&(body.len() as u16).to_be_bytes());
+        r.extend_from_slice(body);
+        r
+    }
+
+    fn handshake(msg_type: u8, body: &[u8]) -> Vec<u8> {
+        let mut h = vec![msg_type];
+        h.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+        h.extend_from_slice(body);
+        h
+    }
+
+    fn client_hello(ciphers: &[u16], sni: &str) -> Vec<u8> {
+        let mut b = vec![3, 3];
+        b.extend_from_slice(&[1; 32]);
+        b.push(0);
+        b.extend_from_slice(&(2 * ciphers.len() as u16).to_be_bytes());
+        for c in ciphers {
+            b.extend_from_slice(&c.to_be_bytes());
+        }
+        b.extend_from_slice(&[1, 0]);
+        let name = sni.as_bytes();
+        let mut sni_ext = vec![0, 0];
+        sni_ext.extend_from_slice(&(name.len() as u16 + 5).to_be_bytes());
+        sni_ext.extend_from_slice(&(name.len() as u16 + 3).to_be_bytes());
+        sni_ext.push(0);
+        sni_ext.extend_from_slice(&(name.len() as u16).to_be_bytes());
+        sni_ext.extend_from_slice(name);
+        b.extend_from_slice(&(sni_ext.len() as u16).to_be_bytes());
+        b.extend_from_slice(&sni_ext);
+        record(22, &handshake(1, &b))
+    }
+
+    fn server_hello(random: &[u8; 32]) -> Vec<u8> {
+        let mut b = vec![3, 3];
+        b.extend_from_slice(random);
+        b.extend_from_slice(&[0, 0x13, 0x01, 0]);
+        b.extend_from_slice(&[0, 6, 0, 43, 0, 2, 3, 4]);
+        record(22, &handshake(2, &b))
+    }
+
+    /// The memo must answer exactly like a fresh parse, also when a HelloRetryRequest makes
+    /// the same client bytes read differently (past the compatibility CCS, to the second
+    /// ClientHello).
+    #[test]
+    fn client_memo_answers_like_a_fresh_parse_across_a_hello_retry() {
+        let ccs = record(20, &[1]);
+        let c2s = [
+            client_hello(&[0x1301, 0x1302], "one.example"),
+            ccs,
+            client_hello(&[0x1301], "two.example"),
+        ]
+        .concat();
+        let hrr = server_hello(&HRR_RANDOM);
+        let sh = server_hello(&[7; 32]);
+        let memo = ClientMemoCell::default();
+        let steps = [
+            (Vec::new(), "one.example"),
+            (hrr.clone(), "two.example"),
+            ([hrr, sh].concat(), "two.example"),
+        ];
+        for (s2c, sni) in steps {
+            let fresh = parse_tls_pair(&c2s, &s2c, false, None);
+            let memoized = parse_tls_pair(&c2s, &s2c, false, Some(&memo));
+            assert_eq!(fresh, memoized);
+            let Parse::Done((_, read_sni, _)) = memoized else {
+                panic!("not parsed: {memoized:?}");
+            };
+            assert_eq!(read_sni.as_deref(), Some(sni));
+        }
+        // Grown client bytes are read again, not answered from the memo.
+        let memo = ClientMemoCell::default();
+        let hello = client_hello(&[0x1303], "three.example");
+        let prefix = parse_tls_pair(&hello[..20], &[], false, Some(&memo));
+        assert_eq!(prefix, Parse::NeedMore);
+        let Parse::Done((_, sni, _)) = parse_tls_pair(&hello, &[], false, Some(&memo)) else {
+            panic!("not parsed");
+        };
+        assert_eq!(sni.as_deref(), Some("three.example"));
     }
 }
