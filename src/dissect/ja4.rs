@@ -9,12 +9,12 @@
 //! ignored everywhere; an empty list hashes to `000000000000`.
 //!
 //! Guarantees: pure, never panics on malformed extension blocks (they are read up to the
-//! first inconsistency), and allocates only the returned string unless a hostile hello
+//! first inconsistency), and allocates nothing unless a hostile hello
 //! carries more than [`STACK_LIST`] ciphers or extensions.
 
 use ring::digest;
 
-use super::tls::is_grease;
+use super::tls::{Fingerprint, is_grease};
 
 /// Which transport carried the ClientHello: JA4's first letter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -206,7 +206,7 @@ pub(crate) fn ja4(
     legacy_version: u16,
     ciphers: &[u16],
     ext: &[u8],
-) -> String {
+) -> Fingerprint {
     let mut out = [0u8; 36];
     out[0] = match transport {
         Ja4Transport::Tcp => b't',
@@ -256,7 +256,7 @@ pub(crate) fn ja4(
         let tail = (!list.is_empty() || !sig_algs.is_empty()).then_some(sigs);
         hash12(list, tail, &mut out[24..36]);
     });
-    out.iter().map(|&b| b as char).collect()
+    Fingerprint::new(&out)
 }
 
 /// Extension types of a raw block for the third JA4 part: GREASE, SNI and ALPN left out.

@@ -1006,7 +1006,7 @@ mod tests {
         assert_eq!(info.encryption, Encryption::Encrypted);
         assert_eq!(info.sni.as_deref(), Some("example.com"));
         let t = quic_tls(&info);
-        assert_eq!(t.alpn, vec!["alpn".to_string()]);
+        assert_eq!(t.alpn, vec!["alpn"]);
         assert_eq!(t.offered_versions, vec!["TLS 1.3".to_string()]);
         assert_eq!(t.offered_cipher_count, 2);
         // Computed independently (Python hashlib) from the RFC's ClientHello.

@@ -37,8 +37,8 @@ pub struct TlsFacts {
     pub cipher_suite: Option<Cow<'static, str>>,
     /// Number of cipher suites the client offered.
     pub offered_cipher_count: usize,
-    /// ALPN protocols offered by the client (sanitized).
-    pub alpn: Vec<String>,
+    /// ALPN protocols offered by the client (sanitized; the common ones borrowed).
+    pub alpn: Vec<Cow<'static, str>>,
     /// ALPN protocol selected by the server.
     pub alpn_selected: Option<String>,
     /// The server answered with a HelloRetryRequest.
@@ -51,16 +51,95 @@ pub struct TlsFacts {
     /// server's cleartext flight ended without one; None when not visible (TLS 1.3).
     pub client_cert_requested: Option<bool>,
     /// JA3 client fingerprint (md5 hex of the JA3 string).
-    pub ja3: Option<String>,
+    pub ja3: Option<Fingerprint>,
     /// JA3S server fingerprint.
-    pub ja3s: Option<String>,
+    pub ja3s: Option<Fingerprint>,
     /// JA4 client fingerprint (FoxIO), e.g. `t13d1516h2_8daaf6152771_e5627efa2ab1`; the first
     /// letter says the transport: `t` TLS over TCP, `q` QUIC, `d` DTLS.
-    pub ja4: Option<String>,
+    pub ja4: Option<Fingerprint>,
     /// Number of records the ClientHello spanned (> 1: fragmented).
     pub client_hello_records: u32,
     /// An SSLv2-compatible ClientHello was seen.
     pub sslv2_hello: bool,
+}
+
+/// A fingerprint (JA3/JA3S MD5 hex, JA4) kept inline: printable ASCII, at most
+/// [`Fingerprint::CAPACITY`] bytes, so facts hold no heap string for it and copy cheaply.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Fingerprint {
+    len: u8,
+    bytes: [u8; Fingerprint::CAPACITY],
+}
+
+impl Fingerprint {
+    /// A JA4 is 36 characters, an MD5 in hex 32.
+    pub const CAPACITY: usize = 36;
+
+    /// The first [`Self::CAPACITY`] bytes of `text`, bytes outside printable ASCII shown as
+    /// `?` (fingerprints are built from hex digits and letters; this only guards the type).
+    pub fn new(text: &[u8]) -> Self {
+        let mut f = Fingerprint {
+            len: 0,
+            bytes: [0; Self::CAPACITY],
+        };
+        for (slot, &b) in f.bytes.iter_mut().zip(text) {
+            *slot = if b.is_ascii_graphic() { b } else { b'?' };
+        }
+        f.len = text.len().min(Self::CAPACITY) as u8;
+        f
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Always ASCII by construction, so the fallback is never taken.
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
+    }
+}
+
+impl std::ops::Deref for Fingerprint {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl std::fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for Fingerprint {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl Serialize for Fingerprint {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+/// An ALPN protocol id as shown: the common ones borrowed (no allocation per flow), any
+/// other sanitized.
+fn alpn_name(id: &[u8]) -> Cow<'static, str> {
+    match id {
+        b"h2" => "h2".into(),
+        b"http/1.1" => "http/1.1".into(),
+        b"http/1.0" => "http/1.0".into(),
+        b"h3" => "h3".into(),
+        b"h2c" => "h2c".into(),
+        b"grpc-exp" => "grpc-exp".into(),
+        b"acme-tls/1" => "acme-tls/1".into(),
+        b"spdy/3.1" => "spdy/3.1".into(),
+        _ => sanitize_bytes(id).into(),
+    }
 }
 
 /// Human name of a (D)TLS version number.
@@ -225,7 +304,7 @@ fn client_hello_facts(
                             }
                         }
                         TlsExtension::ALPN(list) => {
-                            f.alpn = list.iter().take(16).map(|p| sanitize_bytes(p)).collect();
+                            f.alpn = list.iter().take(16).map(|p| alpn_name(p)).collect();
                         }
                         TlsExtension::SupportedVersions(vs) => {
                             f.offered_versions = vs
@@ -291,15 +370,15 @@ fn client_hello_facts(
     sni.filter(|s| !s.is_empty())
 }
 
-fn md5_hex(b: &[u8]) -> String {
+fn md5_hex(b: &[u8]) -> Fingerprint {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = Md5::digest(b);
-    let mut s = String::with_capacity(32);
-    for x in digest.iter() {
-        s.push(char::from(HEX[usize::from(x >> 4)]));
-        s.push(char::from(HEX[usize::from(x & 0x0f)]));
+    let mut hex = [0u8; 32];
+    for (pair, x) in hex.chunks_exact_mut(2).zip(digest.iter()) {
+        pair[0] = HEX[usize::from(x >> 4)];
+        pair[1] = HEX[usize::from(x & 0x0f)];
     }
-    s
+    Fingerprint::new(&hex)
 }
 
 fn push_number(out: &mut String, value: u16) {
@@ -496,22 +575,36 @@ pub(crate) struct ClientMemo {
 pub(crate) type ClientMemoCell = std::cell::RefCell<Option<Box<ClientMemo>>>;
 
 /// [`read_client`] on fresh facts, answered from `memo` when the client bytes are the ones
-/// it last read.
+/// it last read. `last`: the caller will not ask again (the handshake is complete), so the
+/// memo is handed over instead of copied, or not kept at all.
 fn read_client_memo(
     data: &[u8],
     past_ccs: bool,
     memo: Option<&ClientMemoCell>,
+    last: bool,
 ) -> Result<(ClientSide, TlsFacts), ()> {
-    if let Some(cell) = memo
-        && let Some(m) = cell.borrow().as_deref()
-        && m.c2s_len == data.len()
-        && m.past_ccs == past_ccs
-    {
-        return m.read.clone();
+    if let Some(cell) = memo {
+        let mut slot = cell.borrow_mut();
+        if let Some(m) = slot.as_deref()
+            && m.c2s_len == data.len()
+            && m.past_ccs == past_ccs
+        {
+            return match slot.take() {
+                Some(m) if last => m.read,
+                Some(m) => {
+                    let read = m.read.clone();
+                    *slot = Some(m);
+                    read
+                }
+                None => Err(()),
+            };
+        }
     }
     let mut f = TlsFacts::default();
     let read = read_client(data, &mut f, past_ccs).map(|c| (c, f));
-    if let Some(cell) = memo {
+    if let Some(cell) = memo
+        && !last
+    {
         *cell.borrow_mut() = Some(Box::new(ClientMemo {
             c2s_len: data.len(),
             past_ccs,
@@ -604,7 +697,7 @@ pub(crate) fn parse_tls_pair(
     } else {
         (sh_seen, complete)
     };
-    let (client, mut f) = match read_client_memo(c2s, past_ccs, memo) {
+    let (client, mut f) = match read_client_memo(c2s, past_ccs, memo, complete) {
         Ok(read) => read,
         Err(()) => return Parse::NotThis,
     };

@@ -540,7 +540,7 @@ fn suricata_expectations() {
                         }
                         if let Some(t) = &q.tls {
                             for a in &t.alpn {
-                                seen.push((Expect::QuicAlpn, a.clone()));
+                                seen.push((Expect::QuicAlpn, a.to_string()));
                             }
                             tls.push(t.as_ref());
                         }
@@ -553,7 +553,7 @@ fn suricata_expectations() {
                 }
                 for t in tls {
                     if let Some(j) = &t.ja4 {
-                        seen.push((Expect::Ja4, j.clone()));
+                        seen.push((Expect::Ja4, j.to_string()));
                     }
                 }
             }
