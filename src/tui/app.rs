@@ -656,7 +656,7 @@ fn open(app: &mut App) {
                 Ok(filter) => {
                     app.apply_filter(filter);
                     app.switch(View::Flows);
-                    app.status = Some("filter from the Services edge (both directions)".into());
+                    app.status = Some("filter from the Services edge".into());
                 }
                 Err(e) => app.status = Some(format!("filter: {e}")),
             },

@@ -4,12 +4,14 @@
 //! expr    := and ( ("or" | "||") and )*
 //! and     := unary ( ["and" | "&&"] unary )*        juxtaposition means "and"
 //! unary   := ("!" | "not") unary | "(" expr ")" | term
-//! term    := KEY ":" value | value                  a bare value is free text
+//! term    := [("src" | "dst") "."] KEY ":" value | value   a bare value is free text
 //! value   := word | "quoted \"string\"" | /regex/
 //! ```
 //!
 //! Keys: `ns pod workload svc node ip port proto app sni enc verdict finding`
-//! (see `docs/filter.md` for what each matches). Text comparisons are case-insensitive.
+//! (see `docs/filter.md` for what each matches). Endpoint keys (`ns pod workload svc node ip
+//! port`) test either endpoint, or only the source (initiator) with `src.` and only the
+//! destination (responder) with `dst.`. Text comparisons are case-insensitive.
 //!
 //! Guarantees: [`parse`] never panics, on any input; it rejects input longer than
 //! [`MAX_LEN`] or nested deeper than [`MAX_DEPTH`]; invalid regexes, addresses and ports are
@@ -102,6 +104,51 @@ impl Key {
     }
 }
 
+impl Key {
+    /// Keys naming something each endpoint has, so `src.` / `dst.` can pick one.
+    pub fn is_endpoint(self) -> bool {
+        matches!(
+            self,
+            Key::Ns | Key::Pod | Key::Workload | Key::Svc | Key::Node | Key::Ip | Key::Port
+        )
+    }
+}
+
+/// The endpoint a `src.` / `dst.` term tests: the flow's initiator or its responder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum End {
+    Src,
+    Dst,
+}
+
+impl End {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            End::Src => "src",
+            End::Dst => "dst",
+        }
+    }
+
+    /// Picks this end's item from a (source, destination) pair.
+    pub fn pick<T>(self, pair: [T; 2]) -> T {
+        let [src, dst] = pair;
+        match self {
+            End::Src => src,
+            End::Dst => dst,
+        }
+    }
+}
+
+/// Does `test` hold for the chosen endpoint (`None`: for either)?
+pub fn on_ends<T: Copy>(end: Option<End>, pair: [T; 2], test: impl Fn(T) -> bool) -> bool {
+    match end {
+        // Both sides without short-circuit: the search index runs this per row in a tight
+        // loop, where a branch costs more than the second test.
+        None => test(pair[0]) | test(pair[1]),
+        Some(end) => test(end.pick(pair)),
+    }
+}
+
 /// A compiled regex, compared by its source.
 #[derive(Debug, Clone)]
 pub struct Rx {
@@ -161,6 +208,8 @@ impl Value {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Term {
     Field(Key, Value),
+    /// An endpoint key tested on one endpoint only (`src.ns:shop`).
+    Sided(End, Key, Value),
     /// Free text (or a regex) matched against every displayed field.
     Any(Value),
 }
@@ -479,7 +528,12 @@ impl Parser {
             Tok::And | Tok::Or => Err(err(offset, "expected a term before `and`/`or`")),
             Tok::Bare(lit) => Ok(Expr::Term(Term::Any(any_value(lit, offset)?))),
             Tok::Field(key, lit) => {
-                let Some(k) = Key::from_name(&key) else {
+                let (end, name) = match key.split_once('.') {
+                    Some((p, rest)) if p.eq_ignore_ascii_case("src") => (Some(End::Src), rest),
+                    Some((p, rest)) if p.eq_ignore_ascii_case("dst") => (Some(End::Dst), rest),
+                    _ => (None, key.as_str()),
+                };
+                let Some(k) = Key::from_name(name) else {
                     let keys: Vec<&str> = Key::ALL.iter().map(|k| k.as_str()).collect();
                     return Err(err(
                         offset,
@@ -491,10 +545,19 @@ impl Parser {
                     ));
                 };
                 let value_offset = offset + key.len() + 1;
-                Ok(Expr::Term(Term::Field(
-                    k,
-                    field_value(k, lit, value_offset)?,
-                )))
+                let value = field_value(k, lit, value_offset)?;
+                match end {
+                    None => Ok(Expr::Term(Term::Field(k, value))),
+                    Some(end) if k.is_endpoint() => Ok(Expr::Term(Term::Sided(end, k, value))),
+                    Some(end) => Err(err(
+                        offset,
+                        format!(
+                            "`{}.` goes with an endpoint key (ns pod workload svc node ip port), not `{}:`",
+                            end.as_str(),
+                            k.as_str()
+                        ),
+                    )),
+                }
             }
         }
     }
@@ -622,6 +685,10 @@ impl fmt::Display for Expr {
         match self {
             Expr::Term(Term::Field(key, value)) => {
                 write!(f, "{}:", key.as_str())?;
+                write_value(f, value, true)
+            }
+            Expr::Term(Term::Sided(end, key, value)) => {
+                write!(f, "{}.{}:", end.as_str(), key.as_str())?;
                 write_value(f, value, true)
             }
             Expr::Term(Term::Any(value)) => write_value(f, value, false),
@@ -795,41 +862,47 @@ fn identities(flow: &FlowSummary) -> [Option<&Identity>; 2] {
     }
 }
 
+/// Does the chosen endpoint's identity (`None`: either's) have a field (picked by `get`)
+/// matching `value`?
 fn any_identity(
     flow: &FlowSummary,
+    end: Option<End>,
     value: &Value,
     exact: bool,
     get: impl Fn(&Identity) -> Option<&str>,
 ) -> bool {
-    identities(flow)
-        .into_iter()
-        .flatten()
-        .filter_map(get)
-        .any(|s| text_matches(value, s, exact))
+    on_ends(end, identities(flow), |identity| {
+        identity
+            .and_then(&get)
+            .is_some_and(|s| text_matches(value, s, exact))
+    })
 }
 
 fn term_matches(term: &Term, flow: &FlowSummary, findings: &SnapshotFindings) -> bool {
-    let (key, value) = match term {
-        Term::Field(k, v) => (*k, v),
+    let (end, key, value) = match term {
+        Term::Field(k, v) => (None, *k, v),
+        Term::Sided(e, k, v) => (Some(*e), *k, v),
         Term::Any(v) => return free_text(v, flow),
     };
+    let addrs = [flow.src.addr, flow.dst.addr];
+    let ports = [flow.src.port, flow.dst.port];
     match key {
-        Key::Ns => any_identity(flow, value, true, identity_namespace),
-        Key::Pod => any_identity(flow, value, false, identity_pod),
-        Key::Workload => any_identity(flow, value, false, |i| identity_workload(i).map(|w| w.1)),
-        Key::Svc => any_identity(flow, value, false, identity_service),
-        Key::Node => any_identity(flow, value, false, identity_node),
+        Key::Ns => any_identity(flow, end, value, true, identity_namespace),
+        Key::Pod => any_identity(flow, end, value, false, identity_pod),
+        Key::Workload => any_identity(flow, end, value, false, |i| {
+            identity_workload(i).map(|w| w.1)
+        }),
+        Key::Svc => any_identity(flow, end, value, false, identity_service),
+        Key::Node => any_identity(flow, end, value, false, identity_node),
         Key::Ip => match value {
-            Value::Net(net) => net.contains(&flow.src.addr) || net.contains(&flow.dst.addr),
-            other => [flow.src.addr, flow.dst.addr]
-                .into_iter()
-                .any(|ip| text_matches(other, AddrBuf::of(ip).as_str(), false)),
+            Value::Net(net) => on_ends(end, addrs, |ip| net.contains(&ip)),
+            other => on_ends(end, addrs, |ip| {
+                text_matches(other, AddrBuf::of(ip).as_str(), false)
+            }),
         },
         Key::Port => match value {
-            Value::Ports(lo, hi) => [flow.src.port, flow.dst.port]
-                .into_iter()
-                .any(|p| (*lo..=*hi).contains(&p)),
-            other => [flow.src.port, flow.dst.port].into_iter().any(|p| {
+            Value::Ports(lo, hi) => on_ends(end, ports, |p| (*lo..=*hi).contains(&p)),
+            other => on_ends(end, ports, |p| {
                 let mut b = AddrBuf::empty();
                 let _ = write!(b, "{p}");
                 text_matches(other, b.as_str(), true)
@@ -887,7 +960,10 @@ fn free_text(value: &Value, flow: &FlowSummary) -> bool {
         identity_node,
         identity_external_name,
     ];
-    if getters.iter().any(|g| any_identity(flow, value, false, g)) {
+    if getters
+        .iter()
+        .any(|g| any_identity(flow, None, value, false, g))
+    {
         return true;
     }
     if text_matches(value, flow.app.app.name(), false)

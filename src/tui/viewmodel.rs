@@ -24,7 +24,7 @@ use crate::tui::app::{App, EdgeCol, FlowCol, Mode, Sort, View};
 use crate::tui::config::Action;
 use crate::tui::filter::index::SearchIndex;
 use crate::tui::filter::{
-    Expr, Filter, Key, Rx, Term, Value, identity_namespace, identity_workload,
+    End, Expr, Filter, Key, Rx, Term, Value, identity_namespace, identity_workload,
 };
 use crate::tui::findings::SnapshotFindings;
 use crate::tui::source::{ClusterOrigin, FlowRows, SourceKind};
@@ -267,8 +267,8 @@ pub struct Edge {
     pub apps: Vec<(String, u64)>,
     /// Destination ports seen (at most 16 kept).
     pub ports: Vec<u16>,
-    /// A filter that shows the edge's flows in the Flows view: both groups' terms (the
-    /// language has no direction, so flows the other way between the groups match too).
+    /// A filter that shows exactly the edge's flows in the Flows view: the source group's
+    /// terms on `src.`, the destination group's on `dst.`.
     pub filter: String,
 }
 
@@ -316,10 +316,16 @@ pub fn group_of(identity: Option<&Identity>, addr: std::net::IpAddr, group: Grou
     group_key(identity, addr, group).name()
 }
 
-/// Filter terms naming an endpoint's group (empty for buckets such as `(external)`),
-/// printed by the filter's own printer so they parse back to what was meant.
-fn group_terms(identity: Option<&Identity>, addr: std::net::IpAddr, group: Group) -> String {
-    let field = |key: Key, value: Value| Expr::Term(Term::Field(key, value)).to_string();
+/// Filter terms naming an endpoint's group on one end of the flow (`src.` or `dst.`; empty
+/// for buckets such as `(external)`), printed by the filter's own printer so they parse
+/// back to what was meant.
+fn group_terms(
+    identity: Option<&Identity>,
+    addr: std::net::IpAddr,
+    group: Group,
+    end: End,
+) -> String {
+    let field = |key: Key, value: Value| Expr::Term(Term::Sided(end, key, value)).to_string();
     let ns = identity.and_then(identity_namespace);
     match (group, ns, identity.and_then(identity_workload)) {
         (Group::Workload, Some(ns), Some((_, w))) => {
@@ -480,8 +486,8 @@ fn finish_edge(
 /// The filter showing an edge's flows, from its first flow's endpoints.
 fn edge_filter(first: (Endpoint<'_>, Endpoint<'_>), group: Group) -> String {
     let terms = [
-        group_terms(first.0.0, first.0.1, group),
-        group_terms(first.1.0, first.1.1, group),
+        group_terms(first.0.0, first.0.1, group, End::Src),
+        group_terms(first.1.0, first.1.1, group, End::Dst),
     ];
     terms
         .iter()
@@ -1231,10 +1237,6 @@ pub fn edge_detail(e: &Edge, group: Group) -> Vec<Line> {
             format!("    {}", sanitize(&e.filter)),
             Role::Accent,
         )]);
-        out.push(vec![Cell::new(
-            "  (no direction in filters: flows the other way match too)",
-            Role::Dim,
-        )]);
     }
     out
 }
@@ -1683,6 +1685,9 @@ pub fn help(app: &App) -> Vec<Line> {
     ));
     out.push(vec![Cell::plain(
         "  ns pod workload svc node ip(CIDR) port(a-b) proto app sni",
+    )]);
+    out.push(vec![Cell::plain(
+        "  src./dst. pick one end: src.ns:shop dst.port:6379",
     )]);
     out.push(vec![Cell::plain(
         "  enc:plaintext verdict:denied finding:credentials   (docs/filter.md)",

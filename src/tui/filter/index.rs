@@ -24,9 +24,9 @@ use std::sync::Arc;
 use foldhash::fast::FixedState;
 
 use super::{
-    AddrBuf, Expr, Key, Term, Value, encryption_name, identity_external_name, identity_namespace,
-    identity_node, identity_pod, identity_service, identity_workload, server_name_ref,
-    text_matches,
+    AddrBuf, End, Expr, Key, Term, Value, encryption_name, identity_external_name,
+    identity_namespace, identity_node, identity_pod, identity_service, identity_workload, on_ends,
+    server_name_ref, text_matches,
 };
 use crate::cluster::identity::Identity;
 use crate::decode::ipproto;
@@ -391,12 +391,16 @@ impl SearchIndex {
     }
 
     fn compile_term(&self, term: &Term, findings: &SnapshotFindings) -> Plan {
-        let (key, value) = match term {
-            Term::Field(k, v) => (*k, v),
+        let (end, key, value) = match term {
+            Term::Field(k, v) => (None, *k, v),
+            Term::Sided(e, k, v) => (Some(*e), *k, v),
             Term::Any(v) => return self.compile_free_text(v),
         };
         let endpoint = |exact: bool, field: fn(&EndpointKey) -> u32| {
-            Plan::Endpoint(self.endpoint_table(&self.string_table(value, exact), &[field]))
+            Plan::Endpoint(
+                end,
+                self.endpoint_table(&self.string_table(value, exact), &[field]),
+            )
         };
         match key {
             Key::Ns => endpoint(true, |e| e.ns),
@@ -404,13 +408,19 @@ impl SearchIndex {
             Key::Workload => endpoint(false, |e| e.workload),
             Key::Svc => endpoint(false, |e| e.svc),
             Key::Node => endpoint(false, |e| e.node),
-            Key::Ip => Plan::Addr(match value {
-                Value::Net(net) => self.addr_table(|a| net.contains(&a)),
-                other => self.addr_table(|a| text_matches(other, AddrBuf::of(a).as_str(), false)),
-            }),
+            Key::Ip => Plan::Addr(
+                end,
+                match value {
+                    Value::Net(net) => self.addr_table(|a| net.contains(&a)),
+                    other => {
+                        self.addr_table(|a| text_matches(other, AddrBuf::of(a).as_str(), false))
+                    }
+                },
+            ),
             Key::Port => match value {
-                Value::Ports(lo, hi) => Plan::PortRange(*lo, *hi),
+                Value::Ports(lo, hi) => Plan::PortRange(end, *lo, *hi),
                 other => Plan::PortTable(
+                    end,
                     (0..=u16::MAX)
                         .map(|p| {
                             let mut b = AddrBuf::empty();
@@ -573,13 +583,13 @@ impl RowSet {
 /// A compiled filter: tables over distinct values, tested per row.
 enum Plan {
     Const(bool),
-    /// Either endpoint's id is in the table.
-    Endpoint(Vec<bool>),
-    /// Either address id is in the table.
-    Addr(Vec<bool>),
-    PortRange(u16, u16),
-    /// Either port is in the table (indexed by port).
-    PortTable(Vec<bool>),
+    /// The chosen endpoint's id (`None`: either's) is in the table.
+    Endpoint(Option<End>, Vec<bool>),
+    /// The chosen endpoint's address id (`None`: either's) is in the table.
+    Addr(Option<End>, Vec<bool>),
+    PortRange(Option<End>, u16, u16),
+    /// The chosen endpoint's port (`None`: either's) is in the table (indexed by port).
+    PortTable(Option<End>, Vec<bool>),
     Combo(Vec<bool>),
     /// The server-name string id is in the table.
     Server(Vec<bool>),
@@ -627,13 +637,13 @@ impl Plan {
     /// A leaf's test of one row (combinators are evaluated on whole row sets).
     fn test(&self, r: &RowRec) -> bool {
         match self {
-            Plan::Endpoint(t) => lookup(t, r.src_ep) | lookup(t, r.dst_ep),
-            Plan::Addr(t) => lookup(t, r.src_addr) | lookup(t, r.dst_addr),
-            Plan::PortRange(lo, hi) => {
-                (*lo..=*hi).contains(&r.src_port) | (*lo..=*hi).contains(&r.dst_port)
+            Plan::Endpoint(end, t) => on_ends(*end, [r.src_ep, r.dst_ep], |id| lookup(t, id)),
+            Plan::Addr(end, t) => on_ends(*end, [r.src_addr, r.dst_addr], |id| lookup(t, id)),
+            Plan::PortRange(end, lo, hi) => {
+                on_ends(*end, [r.src_port, r.dst_port], |p| (*lo..=*hi).contains(&p))
             }
-            Plan::PortTable(t) => {
-                lookup(t, u32::from(r.src_port)) | lookup(t, u32::from(r.dst_port))
+            Plan::PortTable(end, t) => {
+                on_ends(*end, [r.src_port, r.dst_port], |p| lookup(t, u32::from(p)))
             }
             Plan::Combo(t) => lookup(t, r.combo),
             Plan::Server(t) => lookup(t, r.server),
@@ -840,6 +850,20 @@ mod tests {
             "port:44",
             "port:5000-7000",
             "port:/^8/",
+            "src.ns:shop",
+            "dst.ns:shop",
+            "dst.ns:KUBE-SYSTEM",
+            "src.pod:front",
+            "dst.workload:api",
+            "src.svc:kube",
+            "dst.svc:kube",
+            "src.node:node-1",
+            "src.ip:10.244.0.0/20",
+            "dst.ip:10.244.0.0/20",
+            "dst.ip:/\\.1$/",
+            "dst.port:443",
+            "src.port:5000-65535",
+            "src.port:/^8/",
             "proto:udp",
             "proto:icmp",
             "proto:tc",

@@ -235,6 +235,17 @@ fn leaf() -> impl Strategy<Value = Expr> {
                 .ok()
                 .map(|v| Expr::Term(Term::Field(key, v)))
         }),
+        (0usize..Key::ALL.len(), any::<bool>(), text).prop_filter_map(
+            "valid sided field",
+            |(k, src, v)| {
+                let key = Key::ALL[k];
+                let end = if src { End::Src } else { End::Dst };
+                (key.is_endpoint())
+                    .then(|| field_value(key, Lit::Quoted(v), 0).ok())
+                    .flatten()
+                    .map(|v| Expr::Term(Term::Sided(end, key, v)))
+            }
+        ),
         text.prop_map(|v| Expr::Term(Term::Any(Value::text(&v)))),
         "[a-z.^$*+]{1,6}".prop_filter_map("valid regex", |r| Rx::new(&r)
             .ok()
@@ -288,6 +299,46 @@ proptest! {
     fn negation_complements(e in expr(), i in 0u64..200) {
         let row = synthetic::flow(i);
         prop_assert_eq!(Expr::Not(Box::new(e.clone())).matches(&row), !e.matches(&row));
+    }
+}
+
+#[test]
+fn src_and_dst_pick_one_endpoint() {
+    assert_eq!(
+        p("src.ns:shop DST.port:443"),
+        and(
+            Expr::Term(Term::Sided(End::Src, Key::Ns, Value::text("shop"))),
+            Expr::Term(Term::Sided(End::Dst, Key::Port, Value::Ports(443, 443)))
+        )
+    );
+    assert_eq!(p("src.namespace:a").to_string(), "src.ns:a");
+    let e = parse("dst.app:tls").unwrap_err();
+    assert_eq!(e.offset, 0);
+    assert!(e.message.contains("endpoint key"), "{}", e.message);
+    assert!(
+        parse("via.ns:a")
+            .unwrap_err()
+            .message
+            .contains("unknown key")
+    );
+    // A flow matches `ip:` on either end, `src.ip:` / `dst.ip:` on its own end only.
+    let flow = synthetic::flow(3);
+    let (src, dst) = (flow.src.addr, flow.dst.addr);
+    assert_ne!(src, dst);
+    for (text, expected) in [
+        (format!("ip:{src}"), true),
+        (format!("ip:{dst}"), true),
+        (format!("src.ip:{src}"), true),
+        (format!("dst.ip:{src}"), false),
+        (format!("src.ip:{dst}"), false),
+        (format!("dst.ip:{dst}"), true),
+        (format!("dst.port:{}", flow.dst.port), true),
+        (
+            format!("src.port:{} dst.port:{}", flow.dst.port, flow.src.port),
+            flow.src.port == flow.dst.port,
+        ),
+    ] {
+        assert_eq!(p(&text).matches(&flow), expected, "{text}");
     }
 }
 
