@@ -190,7 +190,8 @@ fn bench(c: &mut Criterion) {
         .collect();
     group.bench_function("services/new_chunk", |b| {
         let mut cache = EdgeCache::default();
-        cache.edges(rows, rows.len(), &all, Group::Workload, sort);
+        let mut search = SearchIndex::new(rows);
+        cache.edges(rows, rows.len(), &all, &search, Group::Workload, sort);
         let mut current = rows.chunks().to_vec();
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
@@ -201,11 +202,73 @@ fn bench(c: &mut Criterion) {
                 chunks.push(Arc::from(extra.clone()));
                 let grown = FlowRows::from_chunks(chunks);
                 let index: Vec<u32> = (0..grown.len() as u32).collect();
+                // The App indexes each new chunk for filtering anyway (not timed here).
+                search.sync(&grown, grown.len());
                 let start = Instant::now();
-                let edges = cache.edges(&grown, grown.len(), &index, Group::Workload, sort);
+                let edges =
+                    cache.edges(&grown, grown.len(), &index, &search, Group::Workload, sort);
                 total += start.elapsed();
                 black_box(edges.len());
                 current = grown.chunks().to_vec();
+            }
+            total
+        })
+    });
+    // A filter keeping ~91% of the rows, and no filter: each iteration switches between
+    // them, so every chunk's partial is stale (what applying a new filter costs).
+    let denied = Filter::new("!verdict:denied").expect("valid");
+    let not_denied: Vec<u32> = (0..rows.len() as u32)
+        .filter(|&i| {
+            rows.get(i as usize)
+                .is_some_and(|f| denied.matches_in(f, &app.snapshot.findings))
+        })
+        .collect();
+    let search = SearchIndex::new(rows);
+    group.bench_function("services/filter_change", |b| {
+        let mut cache = EdgeCache::default();
+        let mut filtered = false;
+        b.iter(|| {
+            filtered = !filtered;
+            let index = if filtered { &not_denied } else { &all };
+            black_box(
+                cache
+                    .edges(rows, rows.len(), index, &search, Group::Workload, sort)
+                    .len(),
+            )
+        })
+    });
+    group.bench_function("services/group_change", |b| {
+        let mut cache = EdgeCache::default();
+        let mut namespaces = false;
+        b.iter(|| {
+            namespaces = !namespaces;
+            let by = if namespaces {
+                Group::Namespace
+            } else {
+                Group::Workload
+            };
+            black_box(cache.edges(rows, rows.len(), &all, &search, by, sort).len())
+        })
+    });
+    group.bench_function("services/evict_oldest", |b| {
+        // A capped ring: each snapshot drops the oldest chunk and appends a new one.
+        let mut cache = EdgeCache::default();
+        let mut search = SearchIndex::new(rows);
+        cache.edges(rows, rows.len(), &all, &search, Group::Workload, sort);
+        let mut current = rows.chunks().to_vec();
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let mut chunks: Vec<_> = std::mem::take(&mut current).into_iter().skip(1).collect();
+                chunks.push(Arc::from(extra.clone()));
+                let next = FlowRows::from_chunks(chunks);
+                let index: Vec<u32> = (0..next.len() as u32).collect();
+                search.sync(&next, next.len());
+                let start = Instant::now();
+                let edges = cache.edges(&next, next.len(), &index, &search, Group::Workload, sort);
+                total += start.elapsed();
+                black_box(edges.len());
+                current = next.chunks().to_vec();
             }
             total
         })
