@@ -35,8 +35,9 @@ use std::sync::Arc;
 use foldhash::fast::FixedState;
 
 use super::{
-    Edge, EdgeCol, Group, GroupKey, MAX_EDGE_PORTS, Sort, count_flow, edge_filter, finish_edge,
-    flow_endpoints, group_key, has_ports, kept_rows, sort_edges,
+    Edge, EdgeCol, Endpoint, Group, GroupKey, MAX_EDGE_PORTS, Sort, TermsKey, count_flow,
+    finish_edge, flow_endpoints, group_key, has_ports, join_terms, kept_rows, sort_edges, terms,
+    terms_key,
 };
 use crate::cluster::identity::Identity;
 use crate::summary::FlowSummary;
@@ -50,6 +51,8 @@ use super::service_edges;
 const UNSET: u32 = u32::MAX;
 /// The endpoint's group depends on its address (looked up per endpoint and address).
 const BY_ADDR: u32 = u32::MAX - 1;
+/// Groups whose edges are found in a flat table (1 MiB) rather than a hash map.
+const DENSE_GROUPS: u32 = 512;
 
 /// An edge's counters: flows, bytes, encrypted, plaintext, allowed, denied, no verdict, and
 /// flows of unknown encryption (not shown; a slot so every row adds to one).
@@ -77,6 +80,26 @@ impl OwnedGroupKey {
             GroupKey::Pair(a, b) => OwnedGroupKey::Pair((*a).into(), (*b).into()),
             GroupKey::One(a) => OwnedGroupKey::One((*a).into()),
             GroupKey::Owned(s) => OwnedGroupKey::Owned(s.as_str().into()),
+        }
+    }
+}
+
+/// A [`TermsKey`] that owns its strings.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum OwnedTermsKey {
+    Workload(Box<str>, Box<str>),
+    Ip(std::net::IpAddr),
+    Namespace(Box<str>),
+    Nothing,
+}
+
+impl OwnedTermsKey {
+    fn new(key: TermsKey<'_>) -> OwnedTermsKey {
+        match key {
+            TermsKey::Workload(ns, w) => OwnedTermsKey::Workload(ns.into(), w.into()),
+            TermsKey::Ip(addr) => OwnedTermsKey::Ip(addr),
+            TermsKey::Namespace(ns) => OwnedTermsKey::Namespace(ns.into()),
+            TermsKey::Nothing => OwnedTermsKey::Nothing,
         }
     }
 }
@@ -166,6 +189,9 @@ struct Ids {
     edges: Interner<u64>,
     /// (source group, destination group), by edge id.
     edge_groups: Vec<(u32, u32)>,
+    /// Edge ids of the pairs of the first [`DENSE_GROUPS`] groups (`src * DENSE_GROUPS +
+    /// dst`; [`UNSET`] until seen), allocated on first use.
+    pairs: Vec<u32>,
     labels: Vec<&'static str>,
     /// The search index generation the tables below refer to.
     generation: u64,
@@ -175,6 +201,8 @@ struct Ids {
     addr_groups: [HashMap<u64, u32, FixedState>; 2],
     /// Combination id → how its rows count.
     classes: Vec<Option<RowClass>>,
+    /// Filter terms by what they are made of (a workload's terms compile a regex).
+    terms: HashMap<OwnedTermsKey, String, FixedState>,
 }
 
 impl Ids {
@@ -182,6 +210,7 @@ impl Ids {
     fn len(&self) -> usize {
         self.group_names.len()
             + self.edge_groups.len()
+            + self.terms.len()
             + self.addr_groups.iter().map(HashMap::len).sum::<usize>()
     }
 
@@ -205,10 +234,39 @@ impl Ids {
         id
     }
 
+    /// The filter of an edge whose first flow is `first` (as [`super::edge_filter`]).
+    fn edge_filter(&mut self, first: &FlowSummary, group: Group) -> String {
+        let (src, dst) = flow_endpoints(first);
+        let mut side = |(identity, addr): Endpoint<'_>| {
+            let key = terms_key(identity, addr, group);
+            self.terms
+                .entry(OwnedTermsKey::new(key))
+                .or_insert_with(|| terms(key))
+                .clone()
+        };
+        let src = side(src);
+        let dst = side(dst);
+        join_terms(&src, &dst)
+    }
+
     fn edge(&mut self, src: u32, dst: u32) -> u32 {
+        // The first groups' pairs in a flat table: one load per row instead of a hash.
+        let slot =
+            (src < DENSE_GROUPS && dst < DENSE_GROUPS).then(|| (src * DENSE_GROUPS + dst) as usize);
+        if let Some(slot) = slot {
+            if self.pairs.is_empty() {
+                self.pairs = vec![UNSET; (DENSE_GROUPS * DENSE_GROUPS) as usize];
+            }
+            if self.pairs[slot] != UNSET {
+                return self.pairs[slot];
+            }
+        }
         let (id, new) = self.edges.intern(u64::from(src) << 32 | u64::from(dst));
         if new {
             self.edge_groups.push((src, dst));
+        }
+        if let Some(slot) = slot {
+            self.pairs[slot] = id;
         }
         id
     }
@@ -261,13 +319,13 @@ impl Ids {
         class
     }
 
-    /// The group of endpoint `endpoint` at address `addr`, `side` being that endpoint of
-    /// one of its rows.
-    fn endpoint_group(
+    /// The group of endpoint `endpoint` at address `addr`, `side` giving that endpoint of
+    /// one of its rows (only called on a table miss: it reads the row's identity).
+    fn endpoint_group<'a>(
         &mut self,
         endpoint: u32,
         addr: u32,
-        side: (Option<&Identity>, std::net::IpAddr),
+        side: impl FnOnce() -> Endpoint<'a>,
         group: Group,
     ) -> u32 {
         let g = grouping(group);
@@ -283,10 +341,12 @@ impl Ids {
             if let Some(&id) = self.addr_groups[g].get(&key) {
                 return id;
             }
+            let side = side();
             let id = self.group(&group_key(side.0, side.1, group));
             self.addr_groups[g].insert(key, id);
             return id;
         }
+        let side = side();
         let uses_addr = group_uses_addr(side.0, group);
         let id = self.group(&group_key(side.0, side.1, group));
         let table = &mut self.endpoint_groups[g];
@@ -461,12 +521,12 @@ impl Scratch {
         self.tallies[e].add_row(class, bytes, port);
     }
 
-    /// The touched edges as partials; the accumulators are reset for the next chunk.
-    fn drain(&mut self) -> Partials {
-        let mut out = Partials {
-            edges: Vec::with_capacity(self.touched.len()),
-            ..Partials::default()
-        };
+    /// The touched edges as partials, into `out` (cleared; its allocations are reused); the
+    /// accumulators are reset for the next chunk.
+    fn drain(&mut self, out: &mut Partials) {
+        out.edges.clear();
+        out.apps.clear();
+        out.ports.clear();
         for &edge in &self.touched {
             let e = edge as usize;
             let tally = &mut self.tallies[e];
@@ -493,19 +553,19 @@ impl Scratch {
             self.first_rows[e] = UNSET;
         }
         self.touched.clear();
-        out
     }
 }
 
-/// Aggregates one chunk's kept rows: through the index's records when it has them (table
-/// lookups), else by the rows' strings.
+/// Aggregates one chunk's kept rows into `out`: through the index's records when it has
+/// them (table lookups), else by the rows' strings.
 fn aggregate_chunk<'a>(
     ids: &mut Ids,
     scratch: &mut Scratch,
     chunk: &'a ChunkEdges,
     records: Option<&[RowRec]>,
     group: Group,
-) -> Partials {
+    out: &mut Partials,
+) {
     let rows = &chunk.rows;
     let counted = |i: usize| !chunk.outer[i] && chunk.keep.as_ref().is_none_or(|k| k[i]);
     match records.filter(|r| r.len() == rows.len()) {
@@ -515,9 +575,18 @@ fn aggregate_chunk<'a>(
                     continue;
                 }
                 let f = &rows[i];
-                let (src, dst) = flow_endpoints(f);
-                let s = ids.endpoint_group(r.src_endpoint(), r.src_addr(), src, group);
-                let d = ids.endpoint_group(r.dst_endpoint(), r.dst_addr(), dst, group);
+                let s = ids.endpoint_group(
+                    r.src_endpoint(),
+                    r.src_addr(),
+                    || flow_endpoints(f).0,
+                    group,
+                );
+                let d = ids.endpoint_group(
+                    r.dst_endpoint(),
+                    r.dst_addr(),
+                    || flow_endpoints(f).1,
+                    group,
+                );
                 let edge = ids.edge(s, d);
                 let class = ids.class(r.combo(), f);
                 scratch.add(edge, i, class, chunk.bytes[i], r.dst_port());
@@ -547,7 +616,7 @@ fn aggregate_chunk<'a>(
             }
         }
     }
-    scratch.drain()
+    scratch.drain(out);
 }
 
 /// One edge of the running total: its tally and its filter (from its first flow; `None`
@@ -655,10 +724,21 @@ impl EdgeCache {
                     self.aggregated += 1;
                     let mut c = cached.unwrap_or_else(|| ChunkEdges::new(chunk, group));
                     c.group = group;
-                    c.keep = chunk_keep.map(Box::from);
+                    match (&mut c.keep, chunk_keep) {
+                        (Some(k), Some(new)) if k.len() == new.len() => k.copy_from_slice(new),
+                        (k, new) => *k = new.map(Box::from),
+                    }
                     let records = search.records(position, chunk);
-                    c.partials =
-                        aggregate_chunk(&mut self.ids, &mut self.scratch, &c, records, group);
+                    let mut partials = std::mem::take(&mut c.partials);
+                    aggregate_chunk(
+                        &mut self.ids,
+                        &mut self.scratch,
+                        &c,
+                        records,
+                        group,
+                        &mut partials,
+                    );
+                    c.partials = partials;
                     (c, false)
                 }
             };
@@ -753,7 +833,7 @@ impl EdgeCache {
                 }
                 if total.filter.is_none() {
                     let first = &chunk.rows[part.first_row as usize];
-                    total.filter = Some(edge_filter(flow_endpoints(first), group));
+                    total.filter = Some(self.ids.edge_filter(first, group));
                 }
                 total.tally.add_ports(chunk.partials.ports(part));
                 if total.tally.ports.len() >= MAX_EDGE_PORTS {
@@ -770,7 +850,14 @@ impl EdgeCache {
 
     fn rebuild_total(&mut self, group: Group) {
         self.rebuilds += 1;
-        self.total.clear();
+        for total in &mut self.total {
+            // Emptied in place: the allocations serve the next total.
+            total.tally.counts = Counters::default();
+            total.tally.apps.clear();
+            total.tally.ports.clear();
+            total.filter = None;
+            total.dirty = false;
+        }
         self.merge_chunks(0, group);
     }
 
@@ -779,7 +866,11 @@ impl EdgeCache {
         let chunks = std::mem::take(&mut self.chunks);
         for chunk in chunks.iter().skip(from) {
             for part in &chunk.partials.edges {
-                let total = self.total_edge(part.edge);
+                let e = part.edge as usize;
+                if self.total.len() <= e {
+                    self.total.resize_with(e + 1, TotalEdge::default);
+                }
+                let total = &mut self.total[e];
                 if total.dirty {
                     // First flow and ports recomputed from all partials in row order after.
                     total.tally.merge_counts(part, &chunk.partials);
@@ -787,7 +878,7 @@ impl EdgeCache {
                 }
                 if total.filter.is_none() {
                     let first = &chunk.rows[part.first_row as usize];
-                    total.filter = Some(edge_filter(flow_endpoints(first), group));
+                    total.filter = Some(self.ids.edge_filter(first, group));
                 }
                 total.tally.merge(part, &chunk.partials);
             }
@@ -796,7 +887,7 @@ impl EdgeCache {
     }
 
     /// The total plus the live rows' partials, as sorted edges.
-    fn finish(&self, live: &[ChunkEdges], group: Group, sort: Sort<EdgeCol>) -> Vec<Edge> {
+    fn finish(&mut self, live: &[ChunkEdges], group: Group, sort: Sort<EdgeCol>) -> Vec<Edge> {
         let mut extra: HashMap<u32, TotalEdge> = HashMap::new();
         for chunk in live {
             for part in &chunk.partials.edges {
@@ -806,7 +897,7 @@ impl EdgeCache {
                         _ => {
                             let first = &chunk.rows[part.first_row as usize];
                             TotalEdge {
-                                filter: Some(edge_filter(flow_endpoints(first), group)),
+                                filter: Some(self.ids.edge_filter(first, group)),
                                 ..TotalEdge::default()
                             }
                         }
