@@ -13,12 +13,19 @@
 //! - `services/new_chunk`: Services edges for a new snapshot that appends one chunk of
 //!   `CHUNK_ROWS` rows to 1 M (or more) rows already aggregated (aggregate that chunk,
 //!   merge it into the running total, finish the edges);
+//! - `services/filter_change`: Services edges after the filter changes (no filter and
+//!   `!verdict:denied` in turn: every chunk re-aggregated, through the search index's ids);
+//! - `services/group_change`: the same after the grouping changes (workloads and namespaces
+//!   in turn);
+//! - `services/evict_oldest`: a capped ring's snapshot: the oldest chunk dropped (its
+//!   partials subtracted from the running total), a new one appended;
 //! - `services/from_scratch`: aggregate the 1 M rows from scratch (`service_edges`, what
 //!   every new snapshot cost before the per-chunk cache);
 //! - `sort/new_chunk`: the Flows order for a new snapshot that appends one chunk (the sort
 //!   cache merges it into the previous order; `sort/bytes_desc` is the from-scratch sort).
 //!
-//! Also prints the resident memory with the rows loaded.
+//! Also prints the resident memory with the rows loaded, and the first Services aggregation
+//! (the id tables filled: what opening the view costs once).
 //! Run: `cargo bench --bench tui`.
 
 #![allow(clippy::disallowed_methods)] // benches read /proc for memory

@@ -2,10 +2,11 @@
 //! costs one evaluation per *distinct* value plus integer lookups per row.
 //!
 //! Every identity string (namespace, pod, workload, service, node, external name) and every
-//! SNI/Host is interned once; an endpoint is the tuple of its identity strings' ids; the
-//! small per-flow facts (protocol, application, service, encryption, verdict) form a
-//! "combo"; addresses are interned too. Each row becomes a 28-byte [`RowRec`] of ids and
-//! ports. A filter is compiled into a [`Plan`]: each term is evaluated once per distinct
+//! SNI/Host is interned once; an endpoint is its identity's kind and the tuple of its
+//! identity strings' ids; the small per-flow facts (protocol, application, service,
+//! encryption, verdict) form a "combo"; addresses are interned too. Each row becomes a
+//! 28-byte [`RowRec`] of ids and ports (the Services aggregation, `viewmodel/edges.rs`,
+//! groups rows through them too). A filter is compiled into a [`Plan`]: each term is evaluated once per distinct
 //! string, endpoint, address or combo (into a table of booleans), then every row is tested
 //! with table lookups into a bit set, and `!`/`and`/`or` combine the bit sets word by word.
 //!
@@ -14,7 +15,9 @@
 //! is incremental per shared chunk of rows (a chunk already indexed is not indexed again;
 //! chunks left unindexed are evaluated row by row), and the tables are
 //! rebuilt from scratch when distinct values pile up beyond what the current rows need,
-//! so memory stays proportional to the rows held. Pure: no I/O, no clock, no threads.
+//! so memory stays proportional to the rows held. Ids only ever mean one value within a
+//! [`SearchIndex::generation`] (a rebuilt or another index has a new one). Pure: no I/O,
+//! no clock, no threads (the generation counter is a process-wide atomic).
 
 use std::collections::HashMap;
 use std::hash::Hash;
