@@ -13,12 +13,19 @@
 //! - `services/new_chunk`: Services edges for a new snapshot that appends one chunk of
 //!   `CHUNK_ROWS` rows to 1 M (or more) rows already aggregated (aggregate that chunk,
 //!   merge it into the running total, finish the edges);
+//! - `services/filter_change`: Services edges after the filter changes (no filter and
+//!   `!verdict:denied` in turn: every chunk re-aggregated, through the search index's ids);
+//! - `services/group_change`: the same after the grouping changes (workloads and namespaces
+//!   in turn);
+//! - `services/evict_oldest`: a capped ring's snapshot: the oldest chunk dropped (its
+//!   partials subtracted from the running total), a new one appended;
 //! - `services/from_scratch`: aggregate the 1 M rows from scratch (`service_edges`, what
 //!   every new snapshot cost before the per-chunk cache);
 //! - `sort/new_chunk`: the Flows order for a new snapshot that appends one chunk (the sort
 //!   cache merges it into the previous order; `sort/bytes_desc` is the from-scratch sort).
 //!
-//! Also prints the resident memory with the rows loaded.
+//! Also prints the resident memory with the rows loaded, and the first Services aggregation
+//! (the id tables filled: what opening the view costs once).
 //! Run: `cargo bench --bench tui`.
 
 #![allow(clippy::disallowed_methods)] // benches read /proc for memory
@@ -190,7 +197,8 @@ fn bench(c: &mut Criterion) {
         .collect();
     group.bench_function("services/new_chunk", |b| {
         let mut cache = EdgeCache::default();
-        cache.edges(rows, rows.len(), &all, Group::Workload, sort);
+        let mut search = SearchIndex::new(rows);
+        cache.edges(rows, rows.len(), &all, &search, Group::Workload, sort);
         let mut current = rows.chunks().to_vec();
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
@@ -201,11 +209,85 @@ fn bench(c: &mut Criterion) {
                 chunks.push(Arc::from(extra.clone()));
                 let grown = FlowRows::from_chunks(chunks);
                 let index: Vec<u32> = (0..grown.len() as u32).collect();
+                // The App indexes each new chunk for filtering anyway (not timed here).
+                search.sync(&grown, grown.len());
                 let start = Instant::now();
-                let edges = cache.edges(&grown, grown.len(), &index, Group::Workload, sort);
+                let edges =
+                    cache.edges(&grown, grown.len(), &index, &search, Group::Workload, sort);
                 total += start.elapsed();
                 black_box(edges.len());
                 current = grown.chunks().to_vec();
+            }
+            total
+        })
+    });
+    // A filter keeping ~91% of the rows, and no filter: each iteration switches between
+    // them, so every chunk's partial is stale (what applying a new filter costs).
+    let denied = Filter::new("!verdict:denied").expect("valid");
+    let not_denied: Vec<u32> = (0..rows.len() as u32)
+        .filter(|&i| {
+            rows.get(i as usize)
+                .is_some_and(|f| denied.matches_in(f, &app.snapshot.findings))
+        })
+        .collect();
+    let search = SearchIndex::new(rows);
+    // One cache for all samples, as the App keeps one: its id tables (filled when the view
+    // is first opened, timed below) persist; criterion calls each closure once per sample.
+    let mut cache = EdgeCache::default();
+    let start = Instant::now();
+    cache.edges(rows, rows.len(), &all, &search, Group::Workload, sort);
+    let workload = start.elapsed();
+    let start = Instant::now();
+    cache.edges(rows, rows.len(), &all, &search, Group::Namespace, sort);
+    eprintln!(
+        "tui bench: first Services aggregation of {ROWS} rows (id tables filled): by \
+         workload {:.0} ms, then by namespace {:.0} ms",
+        workload.as_secs_f64() * 1e3,
+        start.elapsed().as_secs_f64() * 1e3
+    );
+    let mut filtered = false;
+    group.bench_function("services/filter_change", |b| {
+        b.iter(|| {
+            filtered = !filtered;
+            let index = if filtered { &not_denied } else { &all };
+            black_box(
+                cache
+                    .edges(rows, rows.len(), index, &search, Group::Workload, sort)
+                    .len(),
+            )
+        })
+    });
+    let mut namespaces = false;
+    group.bench_function("services/group_change", |b| {
+        b.iter(|| {
+            namespaces = !namespaces;
+            let by = if namespaces {
+                Group::Namespace
+            } else {
+                Group::Workload
+            };
+            black_box(cache.edges(rows, rows.len(), &all, &search, by, sort).len())
+        })
+    });
+    group.bench_function("services/evict_oldest", |b| {
+        // A capped ring: each snapshot drops the oldest chunk and appends a new one.
+        let mut cache = EdgeCache::default();
+        let mut search = SearchIndex::new(rows);
+        cache.edges(rows, rows.len(), &all, &search, Group::Workload, sort);
+        let mut current = rows.chunks().to_vec();
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let mut chunks: Vec<_> = std::mem::take(&mut current).into_iter().skip(1).collect();
+                chunks.push(Arc::from(extra.clone()));
+                let next = FlowRows::from_chunks(chunks);
+                let index: Vec<u32> = (0..next.len() as u32).collect();
+                search.sync(&next, next.len());
+                let start = Instant::now();
+                let edges = cache.edges(&next, next.len(), &index, &search, Group::Workload, sort);
+                total += start.elapsed();
+                black_box(edges.len());
+                current = next.chunks().to_vec();
             }
             total
         })

@@ -431,6 +431,7 @@ impl App {
                         rows,
                         finished,
                         &self.derived.flow_index,
+                        &self.derived.search,
                         self.group,
                         self.edge_sort,
                     );

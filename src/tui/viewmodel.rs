@@ -316,19 +316,33 @@ pub fn group_of(identity: Option<&Identity>, addr: std::net::IpAddr, group: Grou
     group_key(identity, addr, group).name()
 }
 
-/// Filter terms naming an endpoint's group on one end of the flow (`src.` or `dst.`; empty
-/// for buckets such as `(external)`), printed by the filter's own printer so they parse
-/// back to what was meant.
-fn group_terms(
-    identity: Option<&Identity>,
-    addr: std::net::IpAddr,
-    group: Group,
-    end: End,
-) -> String {
-    let field = |key: Key, value: Value| Expr::Term(Term::Sided(end, key, value)).to_string();
+/// What an endpoint's filter terms ([`group_terms`]) are made of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum TermsKey<'a> {
+    Workload(&'a str, &'a str),
+    Ip(std::net::IpAddr),
+    Namespace(&'a str),
+    Nothing,
+}
+
+fn terms_key(identity: Option<&Identity>, addr: std::net::IpAddr, group: Group) -> TermsKey<'_> {
     let ns = identity.and_then(identity_namespace);
     match (group, ns, identity.and_then(identity_workload)) {
-        (Group::Workload, Some(ns), Some((_, w))) => {
+        (Group::Workload, Some(ns), Some((_, w))) => TermsKey::Workload(ns, w),
+        (Group::Workload, ..) => TermsKey::Ip(addr),
+        (Group::Namespace, Some(ns), _) => TermsKey::Namespace(ns),
+        (Group::Namespace, None, _) => TermsKey::Nothing,
+    }
+}
+
+/// The filter terms for `key` on one end of the flow (`src.` or `dst.`), printed by the
+/// filter's own printer so they parse back to what was meant (a workload's name is an
+/// anchored regex: compiling it is what makes terms worth caching, see
+/// `viewmodel/edges.rs`).
+fn terms(key: TermsKey<'_>, end: End) -> String {
+    let field = |key: Key, value: Value| Expr::Term(Term::Sided(end, key, value)).to_string();
+    match key {
+        TermsKey::Workload(ns, w) => {
             let workload = match Rx::new(&format!("^{}$", regex::escape(w))) {
                 Ok(rx) => Value::Regex(rx),
                 Err(_) => Value::text(w),
@@ -339,10 +353,21 @@ fn group_terms(
                 field(Key::Workload, workload)
             )
         }
-        (Group::Workload, ..) => field(Key::Ip, Value::Net(ipnet::IpNet::from(addr))),
-        (Group::Namespace, Some(ns), _) => field(Key::Ns, Value::text(ns)),
-        (Group::Namespace, None, _) => String::new(),
+        TermsKey::Ip(addr) => field(Key::Ip, Value::Net(ipnet::IpNet::from(addr))),
+        TermsKey::Namespace(ns) => field(Key::Ns, Value::text(ns)),
+        TermsKey::Nothing => String::new(),
     }
+}
+
+/// Filter terms naming an endpoint's group on one end (empty for buckets such as
+/// `(external)`).
+fn group_terms(
+    identity: Option<&Identity>,
+    addr: std::net::IpAddr,
+    group: Group,
+    end: End,
+) -> String {
+    terms(terms_key(identity, addr, group), end)
 }
 
 struct EdgeAgg<'a> {
@@ -485,14 +510,18 @@ fn finish_edge(
 
 /// The filter showing an edge's flows, from its first flow's endpoints.
 fn edge_filter(first: (Endpoint<'_>, Endpoint<'_>), group: Group) -> String {
-    let terms = [
-        group_terms(first.0.0, first.0.1, group, End::Src),
-        group_terms(first.1.0, first.1.1, group, End::Dst),
-    ];
-    terms
+    join_terms(
+        &group_terms(first.0.0, first.0.1, group, End::Src),
+        &group_terms(first.1.0, first.1.1, group, End::Dst),
+    )
+}
+
+/// An edge's filter from its two endpoints' terms.
+fn join_terms(src: &str, dst: &str) -> String {
+    [src, dst]
         .iter()
         .filter(|t| !t.is_empty())
-        .map(String::as_str)
+        .copied()
         .collect::<Vec<_>>()
         .join(" ")
 }

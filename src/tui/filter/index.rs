@@ -2,10 +2,11 @@
 //! costs one evaluation per *distinct* value plus integer lookups per row.
 //!
 //! Every identity string (namespace, pod, workload, service, node, external name) and every
-//! SNI/Host is interned once; an endpoint is the tuple of its identity strings' ids; the
-//! small per-flow facts (protocol, application, service, encryption, verdict) form a
-//! "combo"; addresses are interned too. Each row becomes a 28-byte [`RowRec`] of ids and
-//! ports. A filter is compiled into a [`Plan`]: each term is evaluated once per distinct
+//! SNI/Host is interned once; an endpoint is its identity's kind and the tuple of its
+//! identity strings' ids; the small per-flow facts (protocol, application, service,
+//! encryption, verdict) form a "combo"; addresses are interned too. Each row becomes a
+//! 28-byte [`RowRec`] of ids and ports (the Services aggregation, `viewmodel/edges.rs`,
+//! groups rows through them too). A filter is compiled into a [`Plan`]: each term is evaluated once per distinct
 //! string, endpoint, address or combo (into a table of booleans), then every row is tested
 //! with table lookups into a bit set, and `!`/`and`/`or` combine the bit sets word by word.
 //!
@@ -14,12 +15,15 @@
 //! is incremental per shared chunk of rows (a chunk already indexed is not indexed again;
 //! chunks left unindexed are evaluated row by row), and the tables are
 //! rebuilt from scratch when distinct values pile up beyond what the current rows need,
-//! so memory stays proportional to the rows held. Pure: no I/O, no clock, no threads.
+//! so memory stays proportional to the rows held. Ids only ever mean one value within a
+//! [`SearchIndex::generation`] (a rebuilt or another index has a new one). Pure: no I/O,
+//! no clock, no threads (the generation counter is a process-wide atomic).
 
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use foldhash::fast::FixedState;
 
@@ -90,9 +94,11 @@ impl Interner<Box<str>> {
     }
 }
 
-/// The identity strings of one endpoint, as string ids ([`NONE`] when absent).
+/// The identity strings of one endpoint, as string ids ([`NONE`] when absent), and its
+/// kind ([`identity_kind`]): endpoints with equal keys group alike in the Services view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct EndpointKey {
+    kind: u8,
     ns: u32,
     pod: u32,
     workload: u32,
@@ -153,6 +159,7 @@ impl Combo {
 /// One row as ids and ports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RowRec {
+    // (Read by the Services aggregation, `viewmodel/edges.rs`, through the accessors.)
     src_ep: u32,
     dst_ep: u32,
     src_addr: u32,
@@ -164,6 +171,59 @@ pub struct RowRec {
     dst_port: u16,
 }
 
+impl RowRec {
+    /// The source endpoint's id (equal ids: equal kind and identity strings).
+    pub(crate) fn src_endpoint(&self) -> u32 {
+        self.src_ep
+    }
+
+    pub(crate) fn dst_endpoint(&self) -> u32 {
+        self.dst_ep
+    }
+
+    /// The source address's id.
+    pub(crate) fn src_addr(&self) -> u32 {
+        self.src_addr
+    }
+
+    pub(crate) fn dst_addr(&self) -> u32 {
+        self.dst_addr
+    }
+
+    /// The id of the row's (protocol, application, service, encryption, verdict).
+    pub(crate) fn combo(&self) -> u32 {
+        self.combo
+    }
+
+    pub(crate) fn dst_port(&self) -> u16 {
+        self.dst_port
+    }
+}
+
+/// The kind of an identity as a number (`u8::MAX`: no identity).
+fn identity_kind(identity: Option<&Identity>) -> u8 {
+    match identity {
+        None => u8::MAX,
+        Some(Identity::Pod { .. }) => 0,
+        Some(Identity::HostNetwork { .. }) => 1,
+        Some(Identity::Service { .. }) => 2,
+        Some(Identity::Node { .. }) => 3,
+        Some(Identity::ApiServer { .. }) => 4,
+        Some(Identity::ClusterDns { .. }) => 5,
+        Some(Identity::CloudMetadata { .. }) => 6,
+        Some(Identity::External { .. }) => 7,
+        Some(Identity::Unknown { .. }) => 8,
+    }
+}
+
+/// Identifies one index's ids: a new index, or a rebuilt one, has a new generation, so
+/// tables keyed by its ids elsewhere know when to start over.
+static GENERATIONS: AtomicU64 = AtomicU64::new(1);
+
+fn next_generation() -> u64 {
+    GENERATIONS.fetch_add(1, Ordering::Relaxed)
+}
+
 /// A chunk of the rows (kept so the pointer stays unique) and, once indexed, its records.
 #[derive(Debug)]
 struct IndexedChunk {
@@ -172,8 +232,10 @@ struct IndexedChunk {
 }
 
 /// The index of one snapshot's rows (see the module doc).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SearchIndex {
+    /// Which ids these are (see [`SearchIndex::generation`]).
+    generation: u64,
     strings: Interner<Box<str>>,
     endpoints: Interner<EndpointKey>,
     addrs: Interner<IpAddr>,
@@ -184,7 +246,38 @@ pub struct SearchIndex {
     pub rebuilds: u64,
 }
 
+impl Default for SearchIndex {
+    fn default() -> Self {
+        SearchIndex {
+            generation: next_generation(),
+            strings: Interner::default(),
+            endpoints: Interner::default(),
+            addrs: Interner::default(),
+            combos: Interner::default(),
+            chunks: Vec::new(),
+            rows: 0,
+            rebuilds: 0,
+        }
+    }
+}
+
 impl SearchIndex {
+    /// Unique to this index's ids: two indexes, or one index before and after a rebuild,
+    /// never share a generation, while ids of the same generation always mean the same
+    /// values (ids are only ever added).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The records of the `position`-th chunk of the rows last synced, if that chunk is
+    /// `chunk` (the same allocation) and is indexed.
+    pub(crate) fn records(&self, position: usize, chunk: &Arc<[FlowSummary]>) -> Option<&[RowRec]> {
+        self.chunks
+            .get(position)
+            .filter(|c| Arc::ptr_eq(&c.rows, chunk))
+            .and_then(|c| c.recs.as_deref())
+    }
+
     /// An index of all of `rows`.
     pub fn new(rows: &FlowRows) -> SearchIndex {
         let mut index = SearchIndex::default();
@@ -249,6 +342,7 @@ impl SearchIndex {
     fn endpoint(&mut self, identity: Option<&Identity>) -> u32 {
         let key = match identity {
             None => EndpointKey {
+                kind: identity_kind(None),
                 ns: NONE,
                 pod: NONE,
                 workload: NONE,
@@ -257,6 +351,7 @@ impl SearchIndex {
                 external: NONE,
             },
             Some(i) => EndpointKey {
+                kind: identity_kind(Some(i)),
                 ns: self.strings.intern_str(identity_namespace(i)),
                 pod: self.strings.intern_str(identity_pod(i)),
                 workload: self.strings.intern_str(identity_workload(i).map(|w| w.1)),
