@@ -121,6 +121,16 @@ impl SnapshotFindings {
         self.by_flow.get(&serial).map_or(0, |v| v.len() as u32)
     }
 
+    /// Whether both name every flow the same number of times (what the `!N` column shows
+    /// and sorts by).
+    pub fn same_counts(&self, other: &SnapshotFindings) -> bool {
+        self.by_flow.len() == other.by_flow.len()
+            && self
+                .by_flow
+                .iter()
+                .all(|(serial, v)| other.by_flow.get(serial).map(Vec::len) == Some(v.len()))
+    }
+
     /// The kinds of finding that name the flow, as a bit set (see [`kind_bit`]).
     pub fn kinds(&self, serial: u64) -> u16 {
         self.of_flow(serial)
