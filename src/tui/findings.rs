@@ -121,14 +121,23 @@ impl SnapshotFindings {
         self.by_flow.get(&serial).map_or(0, |v| v.len() as u32)
     }
 
-    /// Whether both name every flow the same number of times (what the `!N` column shows
-    /// and sorts by).
-    pub fn same_counts(&self, other: &SnapshotFindings) -> bool {
-        self.by_flow.len() == other.by_flow.len()
-            && self
+    /// Serials of the flows `self` and `other` name a different number of times (what the
+    /// `!N` column shows and sorts by); costs one lookup per flow either names.
+    pub fn changed_counts(&self, other: &SnapshotFindings) -> Vec<u64> {
+        let count = |f: &SnapshotFindings, serial: &u64| f.by_flow.get(serial).map_or(0, Vec::len);
+        let mut changed: Vec<u64> = self
+            .by_flow
+            .iter()
+            .filter(|(serial, v)| count(other, serial) != v.len())
+            .map(|(serial, _)| *serial)
+            .collect();
+        changed.extend(
+            other
                 .by_flow
-                .iter()
-                .all(|(serial, v)| other.by_flow.get(serial).map(Vec::len) == Some(v.len()))
+                .keys()
+                .filter(|serial| !self.by_flow.contains_key(serial)),
+        );
+        changed
     }
 
     /// The kinds of finding that name the flow, as a bit set (see [`kind_bit`]).

@@ -18,14 +18,18 @@
 //! The interner keeps strings of evicted rows, so it is rebuilt from scratch once it holds
 //! more than twice as many strings as there are rows.
 //!
-//! The finding count depends on the snapshot's findings, not on the row: the order is reused
-//! while the findings are the same `Arc` or name every flow the same number of times; when
-//! they differ (the source recomputed them and some count changed) the order is rebuilt from
-//! scratch.
+//! The finding count depends on the snapshot's findings, not on the row. While the findings
+//! are the same `Arc` nothing changes. New findings (the source recomputes them now and then)
+//! are compared with the previous ones flow by flow ([`SnapshotFindings::changed_counts`],
+//! a cost proportional to the flows they name); the known rows whose count changed are
+//! found through their chunks' serial ranges, taken out of the order (located with the old
+//! counts) and inserted again with the new ones. When those rows are spread over more than
+//! a quarter of the chunks, the order is rebuilt from scratch instead (cheaper than scanning
+//! them).
 //!
 //! Guarantee: the result is exactly [`super::sort_all`]'s (same key, same tie-breaks: first
 //! packet, then serial); a property test checks it over appends, evictions, live rows,
-//! changing findings and every sortable column. Pure: no I/O, no clock, no threads.
+//! findings that change few or many counts, and every sortable column. Pure: no I/O, no clock, no threads.
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
@@ -166,6 +170,8 @@ pub struct SortCache {
     chunks: Vec<Arc<[FlowSummary]>>,
     /// First row of each chunk in `chunks`.
     starts: Vec<usize>,
+    /// Lowest and highest serial of each chunk in `chunks`.
+    serial_ranges: Vec<(u64, u64)>,
     /// Text columns: each chunk's rows' text ids.
     text_ids: Vec<Vec<u64>>,
     texts: TextKeys,
@@ -235,24 +241,32 @@ impl SortCache {
         let live_chunks = usize::from(live_rows > 0).min(chunks.len());
         let finished = &chunks[..chunks.len() - live_chunks];
 
-        let same_findings = sort.column != FlowCol::Findings
-            || self
-                .findings
-                .as_ref()
-                .is_some_and(|old| Arc::ptr_eq(old, findings) || old.same_counts(findings));
         let texts_bounded = self.texts.values.len() <= 2 * rows.len() + CHUNK_ROWS;
-        let dropped = (self.params == Some(params) && same_findings && texts_bounded)
+        let dropped = (self.params == Some(params) && texts_bounded)
             .then(|| self.dropped_chunks(finished))
             .flatten();
-        self.findings = (sort.column == FlowCol::Findings).then(|| findings.clone());
+        let by_findings = sort.column == FlowCol::Findings;
         match dropped {
             Some(dropped) => {
                 self.evict(dropped);
-                let known = self.chunks.len();
-                self.insert_chunks(&finished[known..], params);
-                self.split_large_gaps(params);
+                let moved = match by_findings {
+                    true => self.take_changed_rows(findings, params),
+                    false => Some(Vec::new()),
+                };
+                self.findings = by_findings.then(|| findings.clone());
+                match moved {
+                    Some(moved) => {
+                        let known = self.chunks.len();
+                        self.insert_rows(&finished[known..], &moved, params);
+                        self.split_large_gaps(params);
+                    }
+                    None => self.rebuild(finished, params),
+                }
             }
-            None => self.rebuild(finished, params),
+            None => {
+                self.findings = by_findings.then(|| findings.clone());
+                self.rebuild(finished, params);
+            }
         }
 
         let live_start =
@@ -307,6 +321,12 @@ impl SortCache {
                     .enumerate()
                     .map(|(i, (f, &key))| (entry(key, f), (next + i) as u32)),
             );
+            let serials = chunk.iter().map(|f| f.serial);
+            let range = (
+                serials.clone().min().unwrap_or(u64::MAX),
+                serials.max().unwrap_or(0),
+            );
+            self.serial_ranges.push(range);
             self.starts.push(next);
             self.chunks.push(chunk.clone());
             self.text_ids.push(if text { keys } else { Vec::new() });
@@ -373,19 +393,26 @@ impl SortCache {
         self.chunks.drain(..dropped);
         self.starts.drain(..dropped);
         self.text_ids.drain(..dropped);
+        self.serial_ranges.drain(..dropped);
         for start in &mut self.starts {
             *start -= dropped_rows;
         }
         let threshold = dropped_rows as u32;
+        self.compact(|_, index| index.checked_sub(threshold));
+    }
+
+    /// Keeps the rows of the order `keep` maps to an index (renumbered to it), in one pass;
+    /// fences move with the rows they split, and those crowded together are dropped (fewer
+    /// fences are still valid splits).
+    fn compact(&mut self, mut keep: impl FnMut(usize, u32) -> Option<u32>) {
         let (mut kept, mut fence) = (0, 0);
         for read in 0..self.order.len() {
             while fence < self.fences.len() && self.fences[fence].pos == read {
                 self.fences[fence].pos = kept;
                 fence += 1;
             }
-            let index = self.order[read];
-            if index >= threshold {
-                self.order[kept] = index - threshold;
+            if let Some(index) = keep(read, self.order[read]) {
+                self.order[kept] = index;
                 kept += 1;
             }
         }
@@ -393,7 +420,6 @@ impl SortCache {
             f.pos = kept;
         }
         self.order.truncate(kept);
-        // Fewer fences are still valid splits: drop those that evicted rows crowded together.
         let mut last: Option<usize> = None;
         self.fences.retain(|f| {
             let keep = last.is_none_or(|l| f.pos >= l + FENCE_GAP / 2);
@@ -404,12 +430,87 @@ impl SortCache {
         });
     }
 
-    /// Inserts the rows of newly finished `chunks` into the order.
-    fn insert_chunks(&mut self, chunks: &[Arc<[FlowSummary]>], params: Params) {
-        if chunks.is_empty() {
+    /// Findings column, new findings: takes the known rows whose finding count changed out
+    /// of the order (found with the old counts) and returns them, to be inserted again with
+    /// the new counts. None when the order must be rebuilt instead: no old findings, or the
+    /// changed rows are spread over more than a quarter of the chunks.
+    fn take_changed_rows(
+        &mut self,
+        findings: &Arc<SnapshotFindings>,
+        params: Params,
+    ) -> Option<Vec<u32>> {
+        let old = self.findings.clone()?;
+        if Arc::ptr_eq(&old, findings) {
+            return Some(Vec::new());
+        }
+        let mut changed = old.changed_counts(findings);
+        if changed.is_empty() {
+            return Some(Vec::new());
+        }
+        changed.sort_unstable();
+        let mut moved = Vec::new();
+        let mut scanned = 0;
+        for (c, chunk) in self.chunks.iter().enumerate() {
+            let (low, high) = self.serial_ranges[c];
+            let first = changed.partition_point(|&s| s < low);
+            if changed.get(first).is_none_or(|&s| s > high) {
+                continue;
+            }
+            scanned += 1;
+            if scanned > self.chunks.len() / 4 + 1 {
+                return None;
+            }
+            let start = self.starts[c];
+            moved.extend(
+                chunk
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, f)| changed.binary_search(&f.serial).is_ok())
+                    .map(|(i, _)| (start + i) as u32),
+            );
+        }
+        if moved.is_empty() {
+            return Some(moved);
+        }
+        let cmp = self.comparator(params);
+        let mut located: Vec<(Entry, u32)> = moved
+            .iter()
+            .map(|&i| (self.entry_at(i, params), i))
+            .collect();
+        located.sort_unstable_by(|a, b| cmp.cmp(&a.0, &b.0));
+        let found = positions(&self.order, &self.fences, &located, &cmp, |i| {
+            self.entry_at(i, params)
+        });
+        let mut at: Vec<usize> = Vec::with_capacity(found.len());
+        for (&(pos, _), &(_, index)) in found.iter().zip(&located) {
+            if self.order.get(pos) != Some(&index) {
+                return None;
+            }
+            at.push(pos);
+        }
+        let mut next = 0;
+        self.compact(|pos, index| {
+            if at.get(next) == Some(&pos) {
+                next += 1;
+                None
+            } else {
+                Some(index)
+            }
+        });
+        Some(moved)
+    }
+
+    /// Inserts the rows of newly finished `chunks`, and the known rows `moved`, into the
+    /// order.
+    fn insert_rows(&mut self, chunks: &[Arc<[FlowSummary]>], moved: &[u32], params: Params) {
+        if chunks.is_empty() && moved.is_empty() {
             return;
         }
-        let mut adds = self.register(chunks, params);
+        let mut adds: Vec<(Entry, u32)> = moved
+            .iter()
+            .map(|&i| (self.entry_at(i, params), i))
+            .collect();
+        adds.extend(self.register(chunks, params));
         self.texts.rank_new();
         let cmp = self.comparator(params);
         adds.sort_unstable_by(|a, b| cmp.cmp(&a.0, &b.0));
@@ -536,14 +637,19 @@ mod tests {
     enum FindingsStep {
         Same,
         EqualCounts,
-        Changed(u64),
+        /// Every `stride + 2`-th flow of the first `upto` (few or many rows change count).
+        Changed {
+            stride: u64,
+            upto: u64,
+        },
     }
 
     fn findings_step() -> impl Strategy<Value = FindingsStep> {
         prop_oneof![
             Just(FindingsStep::Same),
             Just(FindingsStep::EqualCounts),
-            (0u64..40).prop_map(FindingsStep::Changed),
+            (0u64..40, prop_oneof![0u64..300, Just(6000)])
+                .prop_map(|(stride, upto)| FindingsStep::Changed { stride, upto }),
         ]
     }
 
@@ -586,9 +692,9 @@ mod tests {
                 findings = match findings_change {
                     FindingsStep::Same => findings,
                     FindingsStep::EqualCounts => Arc::new((*findings).clone()),
-                    FindingsStep::Changed(stride) => {
+                    FindingsStep::Changed { stride, upto } => {
                         let serials: Vec<u64> =
-                            (0..6000u64).filter(|s| s % (stride + 2) == 0).collect();
+                            (0..upto).filter(|s| s % (stride + 2) == 0).collect();
                         findings_naming(&serials, 1 + stride as usize % 3)
                     }
                 };
