@@ -18,7 +18,8 @@
 //! - `sort/new_chunk[/column]`: the Flows order for a new snapshot that appends one chunk
 //!   and replaces 500 live rows (the sort cache inserts the new rows into the previous
 //!   order), per column kind: time and bytes (numeric), source with names and SNI/Host
-//!   (text), finding count; `sort/evict_oldest[/column]`: the same while the oldest chunk
+//!   (text), finding count (and with recomputed findings that name the new flows too:
+//!   `findings_changed`); `sort/evict_oldest[/column]`: the same while the oldest chunk
 //!   is dropped (a full ring); `sort/bytes_desc` is the App's from-scratch sort (plus the
 //!   filter walk), `sort/from_scratch/source_names` a from-scratch text sort.
 //!
@@ -243,29 +244,58 @@ fn bench(c: &mut Criterion) {
     let mut findings_rows: Vec<u64> = (0..ROWS).filter(|s| s % 7 == 0).collect();
     findings_rows.truncate(200_000);
     let order_cases = [
-        ("sort/new_chunk", FlowCol::Time, false, false),
-        ("sort/new_chunk/bytes_desc", FlowCol::Bytes, true, false),
-        ("sort/new_chunk/source_names", FlowCol::Source, false, false),
-        ("sort/new_chunk/server", FlowCol::Server, true, false),
-        ("sort/new_chunk/findings", FlowCol::Findings, true, false),
-        ("sort/evict_oldest", FlowCol::Bytes, true, true),
+        ("sort/new_chunk", FlowCol::Time, false, false, false),
+        (
+            "sort/new_chunk/bytes_desc",
+            FlowCol::Bytes,
+            true,
+            false,
+            false,
+        ),
+        (
+            "sort/new_chunk/source_names",
+            FlowCol::Source,
+            false,
+            false,
+            false,
+        ),
+        ("sort/new_chunk/server", FlowCol::Server, true, false, false),
+        (
+            "sort/new_chunk/findings",
+            FlowCol::Findings,
+            true,
+            false,
+            false,
+        ),
+        (
+            "sort/new_chunk/findings_changed",
+            FlowCol::Findings,
+            true,
+            false,
+            true,
+        ),
+        ("sort/evict_oldest", FlowCol::Bytes, true, true, false),
         (
             "sort/evict_oldest/source_names",
             FlowCol::Source,
             false,
             true,
+            false,
         ),
     ];
     let findings = Arc::new(findings_for(&findings_rows));
-    for (name, column, descending, evict) in order_cases {
+    for (name, column, descending, evict, new_findings) in order_cases {
         group.bench_function(name, |b| {
             // The Flows order for a new snapshot that appends one chunk of CHUNK_ROWS rows
             // to 1 M sorted rows (and, for evict_oldest, drops the oldest chunk, as a full
-            // ring does), with 500 live rows replaced.
+            // ring does), with 500 live rows replaced; findings_changed: the snapshot also
+            // brings recomputed findings that name the new chunk's flows as well.
             let sort = Sort { column, descending };
             let mut cache = viewmodel::SortCache::default();
             let mut current = rows.chunks().to_vec();
-            cache.sorted(rows, 0, &findings, sort, true);
+            let mut order = Vec::new();
+            let mut findings = findings.clone();
+            cache.sort_into(&mut order, rows, 0, &findings, sort, true);
             let mut next = ROWS + CHUNK_ROWS as u64;
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
@@ -277,11 +307,16 @@ fn bench(c: &mut Criterion) {
                         chunks.remove(0);
                     }
                     let live: Vec<_> = (next..next + 500).map(synthetic::flow).collect();
+                    if new_findings {
+                        let mut named = findings_rows.clone();
+                        named.extend((next - 256..next + 250).step_by(3));
+                        findings = Arc::new(findings_for(&named));
+                    }
                     next += 500;
                     chunks.push(Arc::from(live));
                     let grown = FlowRows::from_chunks(chunks);
                     let start = Instant::now();
-                    let order = cache.sorted(&grown, 500, &findings, sort, true);
+                    cache.sort_into(&mut order, &grown, 500, &findings, sort, true);
                     total += start.elapsed();
                     black_box(order.len());
                     current = grown.chunks().to_vec();

@@ -179,6 +179,8 @@ pub struct SortCache {
     order: Vec<u32>,
     /// Sorted by entry and by position.
     fences: Vec<Fence>,
+    /// The previous fences' allocation, reused.
+    spare_fences: Vec<Fence>,
 }
 
 impl std::fmt::Debug for SortCache {
@@ -233,6 +235,22 @@ impl SortCache {
         sort: Sort<FlowCol>,
         names: bool,
     ) -> Vec<u32> {
+        let mut out = Vec::new();
+        self.sort_into(&mut out, rows, live_rows, findings, sort, names);
+        out
+    }
+
+    /// [`SortCache::sorted`] into `out`, whose allocation is reused (the previous
+    /// snapshot's order: a million-row order in fresh memory costs its page faults).
+    pub fn sort_into(
+        &mut self,
+        out: &mut Vec<u32>,
+        rows: &FlowRows,
+        live_rows: usize,
+        findings: &Arc<SnapshotFindings>,
+        sort: Sort<FlowCol>,
+        names: bool,
+    ) {
         let params = Params {
             sort,
             names: names && matches!(sort.column, FlowCol::Source | FlowCol::Destination),
@@ -281,7 +299,7 @@ impl SortCache {
             })
             .collect();
         self.texts.rank_new();
-        self.merged_with(&mut live, params)
+        self.merge_into(out, &mut live, params);
     }
 
     /// How many cached chunks were dropped from the front, if the rest is still the start
@@ -554,7 +572,8 @@ impl SortCache {
         }) {
             return;
         }
-        let mut fences = Vec::with_capacity(self.fences.len() + n / FENCE_GAP / 4);
+        let mut fences = std::mem::take(&mut self.spare_fences);
+        fences.clear();
         for g in 0..gaps {
             let (lo, hi) = bounds(g, &self.fences);
             if too_far(lo, hi) {
@@ -568,17 +587,18 @@ impl SortCache {
                 fences.push(fence);
             }
         }
-        self.fences = fences;
+        self.spare_fences = std::mem::replace(&mut self.fences, fences);
     }
 
     /// The order of every row: the finished rows' order with `live` merged in.
-    fn merged_with(&self, live: &mut [(Entry, u32)], params: Params) -> Vec<u32> {
+    fn merge_into(&self, out: &mut Vec<u32>, live: &mut [(Entry, u32)], params: Params) {
         let cmp = self.comparator(params);
         live.sort_unstable_by(|a, b| cmp.cmp(&a.0, &b.0));
         let found = positions(&self.order, &self.fences, live, &cmp, |i| {
             self.entry_at(i, params)
         });
-        let mut out = Vec::with_capacity(self.order.len() + live.len());
+        out.clear();
+        out.reserve(self.order.len() + live.len());
         let mut from = 0;
         for (&(pos, _), &(_, index)) in found.iter().zip(live.iter()) {
             out.extend_from_slice(&self.order[from..pos]);
@@ -586,7 +606,6 @@ impl SortCache {
             from = pos;
         }
         out.extend_from_slice(&self.order[from..]);
-        out
     }
 }
 
