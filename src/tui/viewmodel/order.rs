@@ -140,14 +140,17 @@ impl Comparator<'_> {
         }
     }
 
-    fn cmp(&self, a: &Entry, b: &Entry) -> Ordering {
-        let (x, y) = (self.primary(a.key), self.primary(b.key));
-        let primary = if self.descending {
+    fn primary_cmp(&self, a: u64, b: u64) -> Ordering {
+        let (x, y) = (self.primary(a), self.primary(b));
+        if self.descending {
             y.cmp(&x)
         } else {
             x.cmp(&y)
-        };
-        primary
+        }
+    }
+
+    fn cmp(&self, a: &Entry, b: &Entry) -> Ordering {
+        self.primary_cmp(a.key, b.key)
             .then(a.first_ns.cmp(&b.first_ns))
             .then(a.serial.cmp(&b.serial))
     }
@@ -173,7 +176,7 @@ pub struct SortCache {
     /// Lowest and highest serial of each chunk in `chunks`.
     serial_ranges: Vec<(u64, u64)>,
     /// Text columns: each chunk's rows' text ids.
-    text_ids: Vec<Vec<u64>>,
+    text_ids: Vec<Vec<u32>>,
     texts: TextKeys,
     /// Finished rows' indexes, in order.
     order: Vec<u32>,
@@ -202,7 +205,7 @@ fn positions(
     fences: &[Fence],
     adds: &[(Entry, u32)],
     cmp: &Comparator<'_>,
-    entry_of: impl Fn(u32) -> Entry,
+    row_sorts_before: impl Fn(u32, &Entry) -> bool,
 ) -> Vec<(usize, usize)> {
     let mut out = Vec::with_capacity(adds.len());
     let (mut first_fence, mut lowest) = (0, 0);
@@ -216,8 +219,7 @@ fn positions(
         }
         .max(lowest)
         .min(hi);
-        let pos =
-            lo + order[lo..hi].partition_point(|&i| cmp.cmp(&entry_of(i), entry) == Ordering::Less);
+        let pos = lo + order[lo..hi].partition_point(|&i| row_sorts_before(i, entry));
         out.push((pos, fence));
         (first_fence, lowest) = (fence, pos);
     }
@@ -347,23 +349,52 @@ impl SortCache {
             self.serial_ranges.push(range);
             self.starts.push(next);
             self.chunks.push(chunk.clone());
-            self.text_ids.push(if text { keys } else { Vec::new() });
+            self.text_ids.push(match text {
+                true => keys.iter().map(|&k| k as u32).collect(),
+                false => Vec::new(),
+            });
             next += chunk.len();
         }
         out
     }
 
-    /// The entry of finished row `index` (a row of a known chunk).
-    fn entry_at(&self, index: u32, params: Params) -> Entry {
+    /// The chunk and offset of finished row `index` (a row of a known chunk).
+    fn locate(&self, index: u32) -> (usize, usize) {
         let index = index as usize;
         let chunk = self
             .starts
             .partition_point(|&s| s <= index)
             .saturating_sub(1);
-        let offset = index - self.starts[chunk];
+        (chunk, index - self.starts[chunk])
+    }
+
+    /// Whether finished row `index` sorts before `entry`. A text column's rank decides
+    /// without reading the row (its text id is in the compact per-chunk list) unless the
+    /// strings are equal.
+    fn row_sorts_before(
+        &self,
+        index: u32,
+        entry: &Entry,
+        cmp: &Comparator<'_>,
+        params: Params,
+    ) -> bool {
+        if cmp.ranks.is_some() {
+            let (chunk, offset) = self.locate(index);
+            let key = u64::from(self.text_ids[chunk][offset]);
+            match cmp.primary_cmp(key, entry.key) {
+                Ordering::Equal => {}
+                primary => return primary == Ordering::Less,
+            }
+        }
+        cmp.cmp(&self.entry_at(index, params), entry) == Ordering::Less
+    }
+
+    /// The entry of finished row `index` (a row of a known chunk).
+    fn entry_at(&self, index: u32, params: Params) -> Entry {
+        let (chunk, offset) = self.locate(index);
         let f = &self.chunks[chunk][offset];
         let key = if super::is_text_column(params.sort.column) {
-            self.text_ids[chunk][offset]
+            u64::from(self.text_ids[chunk][offset])
         } else {
             let findings = self.findings.as_deref().unwrap_or(&NO_FINDINGS);
             super::numeric_key(f, params.sort.column, findings)
@@ -461,11 +492,10 @@ impl SortCache {
         if Arc::ptr_eq(&old, findings) {
             return Some(Vec::new());
         }
-        let mut changed = old.changed_counts(findings);
+        let changed = old.changed_counts(findings);
         if changed.is_empty() {
             return Some(Vec::new());
         }
-        changed.sort_unstable();
         let mut moved = Vec::new();
         let mut scanned = 0;
         for (c, chunk) in self.chunks.iter().enumerate() {
@@ -496,8 +526,8 @@ impl SortCache {
             .map(|&i| (self.entry_at(i, params), i))
             .collect();
         located.sort_unstable_by(|a, b| cmp.cmp(&a.0, &b.0));
-        let found = positions(&self.order, &self.fences, &located, &cmp, |i| {
-            self.entry_at(i, params)
+        let found = positions(&self.order, &self.fences, &located, &cmp, |i, e| {
+            self.row_sorts_before(i, e, &cmp, params)
         });
         let mut at: Vec<usize> = Vec::with_capacity(found.len());
         for (&(pos, _), &(_, index)) in found.iter().zip(&located) {
@@ -532,8 +562,8 @@ impl SortCache {
         self.texts.rank_new();
         let cmp = self.comparator(params);
         adds.sort_unstable_by(|a, b| cmp.cmp(&a.0, &b.0));
-        let found = positions(&self.order, &self.fences, &adds, &cmp, |i| {
-            self.entry_at(i, params)
+        let found = positions(&self.order, &self.fences, &adds, &cmp, |i, e| {
+            self.row_sorts_before(i, e, &cmp, params)
         });
 
         // Move the old rows up, from the back, to open a slot for each new one.
@@ -594,8 +624,8 @@ impl SortCache {
     fn merge_into(&self, out: &mut Vec<u32>, live: &mut [(Entry, u32)], params: Params) {
         let cmp = self.comparator(params);
         live.sort_unstable_by(|a, b| cmp.cmp(&a.0, &b.0));
-        let found = positions(&self.order, &self.fences, live, &cmp, |i| {
-            self.entry_at(i, params)
+        let found = positions(&self.order, &self.fences, live, &cmp, |i, e| {
+            self.row_sorts_before(i, e, &cmp, params)
         });
         out.clear();
         out.reserve(self.order.len() + live.len());
