@@ -210,8 +210,17 @@ fn positions(
     let mut out = Vec::with_capacity(adds.len());
     let (mut first_fence, mut lowest) = (0, 0);
     for (entry, _) in adds {
-        let fence = first_fence
-            + fences[first_fence..].partition_point(|f| cmp.cmp(&f.entry, entry) == Ordering::Less);
+        // Gallop from the previous row's fence (the rows are sorted, usually a few fences
+        // apart), then binary search the last doubling.
+        let before = |f: &Fence| cmp.cmp(&f.entry, entry) == Ordering::Less;
+        let rest = &fences[first_fence..];
+        let mut bound = 1;
+        while bound <= rest.len() && before(&rest[bound - 1]) {
+            bound *= 2;
+        }
+        let (known_before, upto) = (bound / 2, bound.min(rest.len()));
+        let fence =
+            first_fence + known_before + rest[known_before..upto].partition_point(|f| before(f));
         let hi = fences.get(fence).map_or(order.len(), |f| f.pos);
         let lo = match fence {
             0 => 0,
