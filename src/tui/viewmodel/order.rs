@@ -6,22 +6,26 @@
 //! thread, and merging 32-byte sort keys of every row still 29–38 ms. Finished chunks are
 //! immutable and shared by identity (`Arc`), so their order stays valid. The cache keeps
 //! that order as bare row indexes (4 B a row) plus *fences*: the full sort key of about one
-//! row in [`FENCE_GAP`], with the position it splits the order at. A new row's place is
-//! found by a binary search over the fences, then over the few rows between two fences
+//! row in [`FENCE_GAP`], with the position it splits the order at (fences are added where
+//! two drift more than `2 * FENCE_GAP` rows apart, and thinned where eviction crowds them).
+//! New rows are sorted; each one's fence is found by galloping from the previous row's, then
+//! its place by a binary search over the at most `2 * FENCE_GAP` rows between two fences
 //! (reading their keys from the rows); the new rows are inserted with one `memmove`, the
-//! live rows are merged into the copy that is returned. Evicting the oldest chunks is one
-//! compaction pass over the indexes.
+//! live rows are merged into the copy that is returned (written into the caller's previous
+//! allocation). Evicting the oldest chunks is one compaction pass over the indexes.
 //!
 //! Text columns (source, destination, app, SNI/Host) are keyed by an id in the cache's own
 //! interner (each finished row's string is formatted once, when its chunk arrives); ids are
 //! compared by their string's rank, which is updated by a merge when new strings appear.
+//! Each known row's id is kept (4 B a row), so placing a row reads another row only when
+//! their strings are equal.
 //! The interner keeps strings of evicted rows, so it is rebuilt from scratch once it holds
 //! more than twice as many strings as there are rows.
 //!
 //! The finding count depends on the snapshot's findings, not on the row. While the findings
 //! are the same `Arc` nothing changes. New findings (the source recomputes them now and then)
-//! are compared with the previous ones flow by flow ([`SnapshotFindings::changed_counts`],
-//! a cost proportional to the flows they name); the known rows whose count changed are
+//! are compared with the previous ones flow by flow ([`SnapshotFindings::changed_counts`]:
+//! one merge of two lists sorted by serial, proportional to the flows they name); the known rows whose count changed are
 //! found through their chunks' serial ranges, taken out of the order (located with the old
 //! counts) and inserted again with the new ones. When those rows are spread over more than
 //! a quarter of the chunks, the order is rebuilt from scratch instead (cheaper than scanning
@@ -29,7 +33,8 @@
 //!
 //! Guarantee: the result is exactly [`super::sort_all`]'s (same key, same tie-breaks: first
 //! packet, then serial); a property test checks it over appends, evictions, live rows,
-//! findings that change few or many counts, and every sortable column. Pure: no I/O, no clock, no threads.
+//! findings that change few or many counts, and every sortable column. Pure: no I/O, no
+//! clock, no threads.
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
