@@ -21,8 +21,13 @@
 //!   partials subtracted from the running total), a new one appended;
 //! - `services/from_scratch`: aggregate the 1 M rows from scratch (`service_edges`, what
 //!   every new snapshot cost before the per-chunk cache);
-//! - `sort/new_chunk`: the Flows order for a new snapshot that appends one chunk (the sort
-//!   cache merges it into the previous order; `sort/bytes_desc` is the from-scratch sort).
+//! - `sort/new_chunk[/column]`: the Flows order for a new snapshot that appends one chunk
+//!   and replaces 500 live rows (the sort cache inserts the new rows into the previous
+//!   order), per column kind: time and bytes (numeric), source with names and SNI/Host
+//!   (text), finding count (and with recomputed findings that name the new flows too:
+//!   `findings_changed`); `sort/evict_oldest[/column]`: the same while the oldest chunk
+//!   is dropped (a full ring); `sort/bytes_desc` is the App's from-scratch sort (plus the
+//!   filter walk), `sort/from_scratch/source_names` a from-scratch text sort.
 //!
 //! Also prints the resident memory with the rows loaded, and the first Services aggregation
 //! (the id tables filled: what opening the view costs once).
@@ -35,6 +40,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use podwire::findings::{Finding, FindingKind, Severity};
 use podwire::tui::app::{App, EdgeCol, FlowCol, Sort, View};
 use podwire::tui::config::Config;
 use podwire::tui::filter::Filter;
@@ -93,6 +99,27 @@ fn index_build_times(app: &App) {
         start.elapsed().as_secs_f64() * 1e3,
         rss_mib()
     );
+}
+
+/// Findings naming each of `serials` once, every other one twice (the `!N` column's key).
+fn findings_for(serials: &[u64]) -> SnapshotFindings {
+    let finding = |n: usize, flows: Vec<u64>| Finding {
+        id: format!("PW-BENCH-{n}"),
+        kind: FindingKind::CleartextInternal,
+        severity: Severity::Low,
+        title: String::new(),
+        source: String::new(),
+        destination: None,
+        flows,
+        evidence: Default::default(),
+        first_ns: 0,
+        last_ns: 0,
+        mitre: None,
+        namespaces: Vec::new(),
+        workloads: Vec::new(),
+    };
+    let every_other: Vec<u64> = serials.iter().copied().step_by(2).collect();
+    SnapshotFindings::from_findings(vec![finding(0, serials.to_vec()), finding(1, every_other)])
 }
 
 fn bench(c: &mut Criterion) {
@@ -295,32 +322,100 @@ fn bench(c: &mut Criterion) {
     group.bench_function("services/from_scratch", |b| {
         b.iter(|| black_box(viewmodel::service_edges(rows, &all, Group::Workload, sort).len()))
     });
-    group.bench_function("sort/new_chunk", |b| {
-        // The Flows order for a new snapshot that appends one chunk to 1 M sorted rows (the
-        // sort cache merges it in instead of sorting everything again).
-        let by_time = Sort {
-            column: FlowCol::Time,
+    // --- Flows order across snapshots (SortCache) -------------------------------------
+    let mut findings_rows: Vec<u64> = (0..ROWS).filter(|s| s % 7 == 0).collect();
+    findings_rows.truncate(200_000);
+    let order_cases = [
+        ("sort/new_chunk", FlowCol::Time, false, false, false),
+        (
+            "sort/new_chunk/bytes_desc",
+            FlowCol::Bytes,
+            true,
+            false,
+            false,
+        ),
+        (
+            "sort/new_chunk/source_names",
+            FlowCol::Source,
+            false,
+            false,
+            false,
+        ),
+        ("sort/new_chunk/server", FlowCol::Server, true, false, false),
+        (
+            "sort/new_chunk/findings",
+            FlowCol::Findings,
+            true,
+            false,
+            false,
+        ),
+        (
+            "sort/new_chunk/findings_changed",
+            FlowCol::Findings,
+            true,
+            false,
+            true,
+        ),
+        ("sort/evict_oldest", FlowCol::Bytes, true, true, false),
+        (
+            "sort/evict_oldest/source_names",
+            FlowCol::Source,
+            false,
+            true,
+            false,
+        ),
+    ];
+    let findings = Arc::new(findings_for(&findings_rows));
+    for (name, column, descending, evict, new_findings) in order_cases {
+        group.bench_function(name, |b| {
+            // The Flows order for a new snapshot that appends one chunk of CHUNK_ROWS rows
+            // to 1 M sorted rows (and, for evict_oldest, drops the oldest chunk, as a full
+            // ring does), with 500 live rows replaced; findings_changed: the snapshot also
+            // brings recomputed findings that name the new chunk's flows as well.
+            let sort = Sort { column, descending };
+            let mut cache = viewmodel::SortCache::default();
+            let mut current = rows.chunks().to_vec();
+            let mut order = Vec::new();
+            let mut findings = findings.clone();
+            cache.sort_into(&mut order, rows, 0, &findings, sort, true);
+            let mut next = ROWS + CHUNK_ROWS as u64;
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    // A fresh allocation each time: a chunk the cache has never seen.
+                    let mut chunks = std::mem::take(&mut current);
+                    chunks.push(Arc::from(extra.clone()));
+                    if evict {
+                        chunks.remove(0);
+                    }
+                    let live: Vec<_> = (next..next + 500).map(synthetic::flow).collect();
+                    if new_findings {
+                        let mut named = findings_rows.clone();
+                        named.extend((next - 256..next + 250).step_by(3));
+                        findings = Arc::new(findings_for(&named));
+                    }
+                    next += 500;
+                    chunks.push(Arc::from(live));
+                    let grown = FlowRows::from_chunks(chunks);
+                    let start = Instant::now();
+                    cache.sort_into(&mut order, &grown, 500, &findings, sort, true);
+                    total += start.elapsed();
+                    black_box(order.len());
+                    current = grown.chunks().to_vec();
+                    current.pop();
+                }
+                total
+            })
+        });
+    }
+    group.bench_function("sort/from_scratch/source_names", |b| {
+        let sort = Sort {
+            column: FlowCol::Source,
             descending: false,
         };
-        let findings = SnapshotFindings::default();
-        let mut cache = viewmodel::SortCache::default();
-        cache.sorted(rows, 0, &findings, by_time, false);
-        let mut current = rows.chunks().to_vec();
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let mut chunks = std::mem::take(&mut current);
-                chunks.push(Arc::from(extra.clone()));
-                let grown = FlowRows::from_chunks(chunks);
-                let start = Instant::now();
-                let order = cache.sorted(&grown, 0, &findings, by_time, false);
-                total += start.elapsed();
-                black_box(order.len());
-                current = grown.chunks().to_vec();
-            }
-            total
-        })
+        b.iter(|| black_box(viewmodel::sort_all(rows, &findings, sort, true).len()))
     });
+    // --- end of the Flows order block ---------------------------------------------------
     group.finish();
     eprintln!("tui bench: resident memory at the end {} MiB", rss_mib());
 }

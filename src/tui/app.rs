@@ -392,7 +392,8 @@ impl App {
             let sorted_key = (seq, self.flow_sort, self.names);
             if self.derived.sorted_key != Some(sorted_key) {
                 // Merges new chunks into the previous snapshot's order when it can.
-                self.derived.sorted = self.derived.sort_cache.sorted(
+                self.derived.sort_cache.sort_into(
+                    &mut self.derived.sorted,
                     &self.snapshot.rows,
                     self.snapshot.live_rows,
                     &self.snapshot.findings,

@@ -21,6 +21,9 @@ pub struct SnapshotFindings {
     pub findings: Vec<Finding>,
     /// Flow serial → indexes into `findings`.
     by_flow: HashMap<u64, Vec<u32>>,
+    /// (flow serial, number of findings naming it), by serial: two snapshots' findings are
+    /// compared by merging these ([`SnapshotFindings::changed_counts`]).
+    counts: Vec<(u64, u32)>,
     /// How many flows the findings were computed over.
     pub flows_evaluated: usize,
 }
@@ -100,9 +103,15 @@ impl SnapshotFindings {
                 by_flow.entry(serial).or_default().push(i as u32);
             }
         }
+        let mut counts: Vec<(u64, u32)> = by_flow
+            .iter()
+            .map(|(&serial, v)| (serial, v.len() as u32))
+            .collect();
+        counts.sort_unstable();
         SnapshotFindings {
             findings,
             by_flow,
+            counts,
             flows_evaluated: 0,
         }
     }
@@ -119,6 +128,36 @@ impl SnapshotFindings {
     /// Number of findings that name the flow.
     pub fn count(&self, serial: u64) -> u32 {
         self.by_flow.get(&serial).map_or(0, |v| v.len() as u32)
+    }
+
+    /// Serials of the flows `self` and `other` name a different number of times (what the
+    /// `!N` column shows and sorts by), ascending: one merge of the two per-flow count lists.
+    pub fn changed_counts(&self, other: &SnapshotFindings) -> Vec<u64> {
+        let (a, b) = (&self.counts, &other.counts);
+        let (mut i, mut j) = (0, 0);
+        let mut changed = Vec::new();
+        while i < a.len() && j < b.len() {
+            match a[i].0.cmp(&b[j].0) {
+                std::cmp::Ordering::Less => {
+                    changed.push(a[i].0);
+                    i += 1;
+                }
+                std::cmp::Ordering::Greater => {
+                    changed.push(b[j].0);
+                    j += 1;
+                }
+                std::cmp::Ordering::Equal => {
+                    if a[i].1 != b[j].1 {
+                        changed.push(a[i].0);
+                    }
+                    i += 1;
+                    j += 1;
+                }
+            }
+        }
+        changed.extend(a[i..].iter().map(|c| c.0));
+        changed.extend(b[j..].iter().map(|c| c.0));
+        changed
     }
 
     /// The kinds of finding that name the flow, as a bit set (see [`kind_bit`]).
@@ -140,5 +179,41 @@ mod tests {
                 assert!(FILTER_VALUES.contains(&a), "{a}");
             }
         }
+    }
+
+    fn naming(flows: &[&[u64]]) -> SnapshotFindings {
+        let findings = flows
+            .iter()
+            .enumerate()
+            .map(|(n, serials)| Finding {
+                id: format!("PW-TEST-{n}"),
+                kind: FindingKind::Scan,
+                severity: crate::findings::Severity::Low,
+                title: String::new(),
+                source: String::new(),
+                destination: None,
+                flows: serials.to_vec(),
+                evidence: Default::default(),
+                first_ns: 0,
+                last_ns: 0,
+                mitre: None,
+                namespaces: Vec::new(),
+                workloads: Vec::new(),
+            })
+            .collect();
+        SnapshotFindings::from_findings(findings)
+    }
+
+    #[test]
+    fn changed_counts_lists_flows_named_a_different_number_of_times() {
+        let before = naming(&[&[1, 2, 3, 9], &[9]]);
+        let after = naming(&[&[2, 3, 4, 9], &[2, 9]]);
+        assert_eq!(before.changed_counts(&after), vec![1, 2, 4]);
+        assert_eq!(after.changed_counts(&before), vec![1, 2, 4]);
+        assert!(after.changed_counts(&after.clone()).is_empty());
+        assert_eq!(
+            SnapshotFindings::default().changed_counts(&before),
+            vec![1, 2, 3, 9]
+        );
     }
 }

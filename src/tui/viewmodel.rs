@@ -183,6 +183,39 @@ pub fn filter_sorted(
         .collect()
 }
 
+/// Whether `column` sorts by text ([`text_key`]) rather than by a number ([`numeric_key`]).
+fn is_text_column(column: FlowCol) -> bool {
+    matches!(
+        column,
+        FlowCol::Source | FlowCol::Destination | FlowCol::App | FlowCol::Server
+    )
+}
+
+/// The sort key of a numeric column (0 for the text columns).
+fn numeric_key(f: &FlowSummary, column: FlowCol, findings: &SnapshotFindings) -> u64 {
+    match column {
+        FlowCol::Time => f.first_ns,
+        FlowCol::Port => u64::from(f.dst.port),
+        FlowCol::Enc => enc_rank(f.app.encryption),
+        FlowCol::Packets => f.packets(),
+        FlowCol::Bytes => f.bytes(),
+        FlowCol::Verdict => verdict_rank(f),
+        FlowCol::Findings => u64::from(findings.count(f.serial)),
+        _ => 0,
+    }
+}
+
+/// The sort key of a text column (empty for the numeric columns).
+fn text_key(f: &FlowSummary, column: FlowCol, names: bool) -> String {
+    match column {
+        FlowCol::Source => endpoint_text(f, true, names),
+        FlowCol::Destination => endpoint_text(f, false, names),
+        FlowCol::App => f.app.app.name().to_string(),
+        FlowCol::Server => server_name(&f.app).unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
 /// Every row's index, sorted by `sort` (ties: first packet, serial).
 pub fn sort_all(
     rows: &FlowRows,
@@ -190,33 +223,17 @@ pub fn sort_all(
     sort: Sort<FlowCol>,
     names: bool,
 ) -> Vec<u32> {
-    let numeric = |f: &FlowSummary| -> u64 {
-        match sort.column {
-            FlowCol::Time => f.first_ns,
-            FlowCol::Port => u64::from(f.dst.port),
-            FlowCol::Enc => enc_rank(f.app.encryption),
-            FlowCol::Packets => f.packets(),
-            FlowCol::Bytes => f.bytes(),
-            FlowCol::Verdict => verdict_rank(f),
-            FlowCol::Findings => u64::from(findings.count(f.serial)),
-            _ => 0,
-        }
-    };
-    let out: Vec<u32> = if matches!(
-        sort.column,
-        FlowCol::Source | FlowCol::Destination | FlowCol::App | FlowCol::Server
-    ) {
+    if is_text_column(sort.column) {
         let mut keyed: Vec<(String, u64, u64, u32)> = rows
             .iter()
             .enumerate()
             .map(|(i, f)| {
-                let key = match sort.column {
-                    FlowCol::Source => endpoint_text(f, true, names),
-                    FlowCol::Destination => endpoint_text(f, false, names),
-                    FlowCol::App => f.app.app.name().to_string(),
-                    _ => server_name(&f.app).unwrap_or_default(),
-                };
-                (key, f.first_ns, f.serial, i as u32)
+                (
+                    text_key(f, sort.column, names),
+                    f.first_ns,
+                    f.serial,
+                    i as u32,
+                )
             })
             .collect();
         if sort.descending {
@@ -229,7 +246,10 @@ pub fn sort_all(
         let mut keyed: Vec<(u64, u64, u64, u32)> = rows
             .iter()
             .enumerate()
-            .map(|(i, f)| (numeric(f), f.first_ns, f.serial, i as u32))
+            .map(|(i, f)| {
+                let key = numeric_key(f, sort.column, findings);
+                (key, f.first_ns, f.serial, i as u32)
+            })
             .collect();
         if sort.descending {
             keyed.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
@@ -237,8 +257,7 @@ pub fn sort_all(
             keyed.sort_unstable();
         }
         keyed.into_iter().map(|k| k.3).collect()
-    };
-    out
+    }
 }
 
 // ---------------------------------------------------------------------------------------
