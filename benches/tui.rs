@@ -40,7 +40,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use podwire::findings::{Finding, FindingKind, Severity};
+use podwire::findings::{Finding, FindingKind};
 use podwire::tui::app::{App, EdgeCol, FlowCol, Sort, View};
 use podwire::tui::config::Config;
 use podwire::tui::filter::Filter;
@@ -103,20 +103,12 @@ fn index_build_times(app: &App) {
 
 /// Findings naming each of `serials` once, every other one twice (the `!N` column's key).
 fn findings_for(serials: &[u64]) -> SnapshotFindings {
-    let finding = |n: usize, flows: Vec<u64>| Finding {
-        id: format!("PW-BENCH-{n}"),
-        kind: FindingKind::CleartextInternal,
-        severity: Severity::Low,
-        title: String::new(),
-        source: String::new(),
-        destination: None,
-        flows,
-        evidence: Default::default(),
-        first_ns: 0,
-        last_ns: 0,
-        mitre: None,
-        namespaces: Vec::new(),
-        workloads: Vec::new(),
+    let finding = |n: usize, flows: Vec<u64>| {
+        Finding::naming_flows(
+            format!("PW-BENCH-{n}"),
+            FindingKind::CleartextInternal,
+            flows,
+        )
     };
     let every_other: Vec<u64> = serials.iter().copied().step_by(2).collect();
     SnapshotFindings::from_findings(vec![finding(0, serials.to_vec()), finding(1, every_other)])

@@ -185,20 +185,8 @@ mod tests {
         let findings = flows
             .iter()
             .enumerate()
-            .map(|(n, serials)| Finding {
-                id: format!("PW-TEST-{n}"),
-                kind: FindingKind::Scan,
-                severity: crate::findings::Severity::Low,
-                title: String::new(),
-                source: String::new(),
-                destination: None,
-                flows: serials.to_vec(),
-                evidence: Default::default(),
-                first_ns: 0,
-                last_ns: 0,
-                mitre: None,
-                namespaces: Vec::new(),
-                workloads: Vec::new(),
+            .map(|(n, serials)| {
+                Finding::naming_flows(format!("PW-TEST-{n}"), FindingKind::Scan, serials.to_vec())
             })
             .collect();
         SnapshotFindings::from_findings(findings)

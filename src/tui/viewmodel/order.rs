@@ -669,26 +669,18 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::findings::{Finding, FindingKind, Severity};
+    use crate::findings::{Finding, FindingKind};
     use crate::tui::synthetic;
 
     /// Findings naming the flows with serials in `serials` (each `times` times).
     fn findings_naming(serials: &[u64], times: usize) -> Arc<SnapshotFindings> {
         let findings = (0..times)
-            .map(|n| Finding {
-                id: format!("PW-TEST-{n}"),
-                kind: FindingKind::CleartextInternal,
-                severity: Severity::Low,
-                title: String::new(),
-                source: String::new(),
-                destination: None,
-                flows: serials.to_vec(),
-                evidence: Default::default(),
-                first_ns: 0,
-                last_ns: 0,
-                mitre: None,
-                namespaces: Vec::new(),
-                workloads: Vec::new(),
+            .map(|n| {
+                Finding::naming_flows(
+                    format!("PW-TEST-{n}"),
+                    FindingKind::CleartextInternal,
+                    serials.to_vec(),
+                )
             })
             .collect();
         Arc::new(SnapshotFindings::from_findings(findings))
