@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use podwire::findings::{Finding, FindingKind};
-use podwire::tui::app::{App, EdgeCol, FlowCol, Sort, View};
+use podwire::tui::app::{App, EdgeCol, FlowCol, Msg, Sort, View, update};
 use podwire::tui::config::Config;
 use podwire::tui::filter::Filter;
 use podwire::tui::filter::index::SearchIndex;
@@ -408,6 +408,47 @@ fn bench(c: &mut Criterion) {
         b.iter(|| black_box(viewmodel::sort_all(rows, &findings, sort, true).len()))
     });
     // --- end of the Flows order block ---------------------------------------------------
+    let mut current = rows.chunks().to_vec();
+    app.view = View::Flows;
+    group.bench_function("app/new_snapshot_cursor_at_end", |b| {
+        // The whole UI-thread cost of a new snapshot in the Flows view, as a live capture
+        // with a full ring delivers it: one chunk appended, the oldest dropped, 500 live
+        // rows updated (the same flows, still open); the cursor on the last row (following
+        // the newest flows), so the App must find that flow again. Then one frame.
+        let live: Vec<_> = (ROWS + 2 * CHUNK_ROWS as u64..ROWS + 2 * CHUNK_ROWS as u64 + 500)
+            .map(synthetic::flow)
+            .collect();
+        let mut seq = app.snapshot.seq;
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let last = app.derived.flow_index.len().saturating_sub(1);
+                app.nav[View::Flows.index()].selected = last;
+                let mut chunks = std::mem::take(&mut current);
+                chunks.push(Arc::from(extra.clone()));
+                chunks.remove(0);
+                chunks.push(Arc::from(live.clone()));
+                let mut snapshot = Snapshot::empty("bench", SourceKind::Live);
+                seq += 1;
+                snapshot.seq = seq;
+                snapshot.rows = FlowRows::from_chunks(chunks);
+                snapshot.live_rows = 500;
+                let snapshot = Arc::new(snapshot);
+                let start = Instant::now();
+                update(&mut app, Msg::Snapshot(snapshot.clone()));
+                let screen = viewmodel::screen(&app);
+                let areas = app.layout();
+                terminal
+                    .draw(|f| render::draw(f, &screen, &areas, &app.config.palette))
+                    .expect("draw");
+                total += start.elapsed();
+                black_box(app.nav[View::Flows.index()].selected);
+                current = snapshot.rows.chunks().to_vec();
+                current.pop();
+            }
+            total
+        })
+    });
     group.finish();
     eprintln!("tui bench: resident memory at the end {} MiB", rss_mib());
 }

@@ -253,6 +253,26 @@ pub struct Derived {
     pub findings: Vec<u32>,
     pub policies_key: Option<(u64, u64)>,
     pub policies: PolicyTable,
+    /// Where the selected flow was last found, so the next snapshot finds it without
+    /// scanning the rows.
+    pub selected_at: Option<RowPlace>,
+}
+
+/// A row's place: its (shared) chunk and its offset in it.
+pub struct RowPlace {
+    pub chunk: Arc<[FlowSummary]>,
+    pub offset: usize,
+}
+
+impl std::fmt::Debug for RowPlace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "RowPlace(chunk of {} rows, offset {})",
+            self.chunk.len(),
+            self.offset
+        )
+    }
 }
 
 /// The whole UI state.
@@ -409,16 +429,23 @@ impl App {
                 &self.filter,
             );
             self.derived.key = Some(key);
-            // Keep the cursor on the same flow.
+            // Keep the cursor on the same flow: find its row, then the row's position
+            // (a scan of 4-byte indexes; reading every listed row cost up to ~0.1 s at
+            // 1 M rows with the cursor near the end).
             if let Some(serial) = self.selected_serial {
-                let rows = &self.snapshot.rows;
-                if let Some(pos) = self
-                    .derived
-                    .flow_index
-                    .iter()
-                    .position(|&i| rows.get(i as usize).is_some_and(|f| f.serial == serial))
-                {
-                    self.nav[View::Flows.index()].selected = pos;
+                match self.selected_row(serial) {
+                    Some(row) => {
+                        if let Some(pos) = self
+                            .derived
+                            .flow_index
+                            .iter()
+                            .position(|&i| i as usize == row)
+                        {
+                            self.nav[View::Flows.index()].selected = pos;
+                        }
+                    }
+                    // The flow left the rows (evicted): the cursor stays where it is.
+                    None => self.selected_serial = None,
                 }
             }
         }
@@ -466,6 +493,26 @@ impl App {
         }
         let (len, page) = (self.rows_in_view(), self.page());
         self.nav_mut().clamp(len, page);
+    }
+
+    /// The row of the flow with `serial`: where it was last found if that chunk is still
+    /// held, else searched from the newest rows back (remembered for the next snapshot).
+    fn selected_row(&mut self, serial: u64) -> Option<usize> {
+        let rows = &self.snapshot.rows;
+        if let Some(place) = &self.derived.selected_at
+            && let Some(row) = rows.index_in(&place.chunk, place.offset)
+            && rows.get(row).is_some_and(|f| f.serial == serial)
+        {
+            return Some(row);
+        }
+        let row = rows.rfind_serial(serial);
+        self.derived.selected_at =
+            row.and_then(|r| rows.locate(r))
+                .map(|(chunk, offset)| RowPlace {
+                    chunk: Arc::clone(chunk),
+                    offset,
+                });
+        row
     }
 
     fn remember_selection(&mut self) {

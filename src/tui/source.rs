@@ -212,6 +212,39 @@ impl FlowRows {
     pub fn chunks(&self) -> &[Arc<[FlowSummary]>] {
         &self.chunks
     }
+
+    /// The chunk holding row `index`, and the row's offset in it.
+    pub fn locate(&self, index: usize) -> Option<(&Arc<[FlowSummary]>, usize)> {
+        let chunk = self
+            .starts
+            .partition_point(|&s| s <= index)
+            .checked_sub(1)?;
+        let offset = index - self.starts[chunk];
+        let c = self.chunks.get(chunk)?;
+        (offset < c.len()).then_some((c, offset))
+    }
+
+    /// The row index of `offset` in `chunk` when that very chunk (same allocation) is still
+    /// held: finished chunks are shared between snapshots, so a row found once is found
+    /// again in constant time per chunk, wherever evictions moved it.
+    pub fn index_in(&self, chunk: &Arc<[FlowSummary]>, offset: usize) -> Option<usize> {
+        let k = self.chunks.iter().position(|c| Arc::ptr_eq(c, chunk))?;
+        (offset < chunk.len()).then(|| self.starts[k] + offset)
+    }
+
+    /// The row index of the flow with `serial`, searching from the newest rows back (live
+    /// rows, then the most recently finished: where a flow that just finished lands).
+    pub fn rfind_serial(&self, serial: u64) -> Option<usize> {
+        self.chunks
+            .iter()
+            .zip(&self.starts)
+            .rev()
+            .find_map(|(c, &start)| {
+                c.iter()
+                    .rposition(|f| f.serial == serial)
+                    .map(|o| start + o)
+            })
+    }
 }
 
 /// Capture health of one live interface (the producer reports it; see

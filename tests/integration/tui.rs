@@ -10,8 +10,8 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent,
 use podwire::tui::app::{App, Effect, Mode, Msg, View, update};
 use podwire::tui::config::Config;
 use podwire::tui::source::{
-    Control, ExportFlow, ExportOutcome, ExportRequest, ExportTarget, Snapshot, SourceKind, Speed,
-    snapshot_of_capture,
+    CHUNK_ROWS, Control, ExportFlow, ExportOutcome, ExportRequest, ExportTarget, FlowRows,
+    Snapshot, SourceKind, Speed, snapshot_of_capture,
 };
 use podwire::tui::{render, viewmodel};
 use ratatui::Terminal;
@@ -768,4 +768,66 @@ fn findings_view_agrees_with_podwire_findings() {
             assert!(s.findings.count(*serial) >= 1);
         }
     }
+}
+
+/// The cursor stays on its flow across snapshots that append, evict and turn live rows
+/// into finished ones; a flow that left the rows leaves the cursor where it was.
+#[test]
+fn cursor_follows_its_flow_across_snapshots() {
+    use podwire::summary::FlowSummary;
+    let rows: Vec<FlowSummary> = podwire::tui::synthetic::flows(5 * CHUNK_ROWS as u64);
+    let chunks: Vec<Arc<[FlowSummary]>> = rows
+        .chunks(CHUNK_ROWS)
+        .map(|c| Arc::from(c.to_vec()))
+        .collect();
+    let mut seq = 0;
+    let mut snapshot = |chunks: &[Arc<[FlowSummary]>], live: &[FlowSummary]| {
+        seq += 1;
+        let mut s = Snapshot::empty("cursor", SourceKind::Live);
+        s.seq = seq;
+        let mut all = chunks.to_vec();
+        if !live.is_empty() {
+            all.push(Arc::from(live.to_vec()));
+        }
+        s.rows = FlowRows::from_chunks(all);
+        s.live_rows = live.len();
+        Arc::new(s)
+    };
+    let live: Vec<FlowSummary> =
+        podwire::tui::synthetic::flows(5 * CHUNK_ROWS as u64 + 10).split_off(5 * CHUNK_ROWS);
+    let mut a = App::new(
+        Config::defaults(true),
+        snapshot(&chunks[..3], &live),
+        (120, 40),
+    );
+    let selected = |a: &App| {
+        let i = a.derived.flow_index[a.nav[View::Flows.index()].selected];
+        a.snapshot.rows.get(i as usize).map(|f| f.serial)
+    };
+    // The last row (a live flow), then the flow two rows above it (finished).
+    key(&mut a, KeyCode::End);
+    let live_serial = selected(&a);
+    assert!(
+        live.iter().any(|f| Some(f.serial) == live_serial),
+        "the last row by time is a live flow"
+    );
+    key(&mut a, KeyCode::Up);
+    key(&mut a, KeyCode::Up);
+    let finished_serial = selected(&a);
+    assert!(finished_serial.is_some());
+    // Oldest chunk evicted, two appended: the finished flow is still under the cursor.
+    update(&mut a, Msg::Snapshot(snapshot(&chunks[1..5], &live)));
+    assert_eq!(selected(&a), finished_serial);
+    // The live flows finish (they arrive in a new chunk): the cursor follows a live flow.
+    key(&mut a, KeyCode::End);
+    assert_eq!(selected(&a), live_serial);
+    let mut finished: Vec<Arc<[FlowSummary]>> = chunks[1..5].to_vec();
+    finished.push(Arc::from(live.clone()));
+    update(&mut a, Msg::Snapshot(snapshot(&finished, &[])));
+    assert_eq!(selected(&a), live_serial);
+    // Its chunk evicted: the cursor stays at its position, the flow is forgotten.
+    let position = a.nav[View::Flows.index()].selected;
+    update(&mut a, Msg::Snapshot(snapshot(&chunks[1..4], &[])));
+    assert_eq!(a.selected_serial, None);
+    assert!(a.nav[View::Flows.index()].selected <= position);
 }
