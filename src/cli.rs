@@ -17,6 +17,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::capture::{CaptureEvent, ReadSummary, read_capture};
 use crate::engine::{Engine, EngineConfig};
 use crate::report::{FlowFormat, FlowWriter, RttSummary, StatsReport};
+use crate::summary::FlowSummary;
+use crate::tui::filter::{Filter, Key};
 
 /// Exit code when the capture was damaged but what could be read was processed.
 pub const EXIT_DAMAGED: i32 = 3;
@@ -43,6 +45,10 @@ pub enum Command {
         /// adds identities and NetworkPolicy verdicts to every flow.
         #[arg(long)]
         cluster: Option<PathBuf>,
+        /// Only the flows this filter keeps (the TUI's language, docs/filter.md), e.g.
+        /// `enc:plaintext !ns:kube-system` or `src.ns:shop dst.port:6379`.
+        #[arg(long, value_parser = Filter::from_arg)]
+        filter: Option<Filter>,
         #[command(flatten)]
         tuning: Tuning,
     },
@@ -181,8 +187,9 @@ pub fn run(cli: Cli) -> Result<i32> {
             file,
             format,
             cluster,
+            filter,
             tuning,
-        } => flows(&file, format, cluster.as_deref(), &tuning),
+        } => flows(&file, format, cluster.as_deref(), filter.as_ref(), &tuning),
         Command::Stats {
             file,
             format,
@@ -213,6 +220,7 @@ pub fn run(cli: Cli) -> Result<i32> {
                 &path,
                 format,
                 cluster.is_file().then_some(cluster.as_path()),
+                None,
                 &tuning,
             )
         }
@@ -301,7 +309,21 @@ fn load_cluster(engine: &mut Engine, path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn flows(path: &Path, format: Format, cluster: Option<&Path>, tuning: &Tuning) -> Result<i32> {
+fn flows(
+    path: &Path,
+    format: Format,
+    cluster: Option<&Path>,
+    filter: Option<&Filter>,
+    tuning: &Tuning,
+) -> Result<i32> {
+    if filter
+        .and_then(|f| f.expr.as_ref())
+        .is_some_and(|e| e.mentions(Key::Finding))
+    {
+        anyhow::bail!(
+            "`finding:` terms need the findings: use them with `podwire findings --filter` or in the TUI"
+        );
+    }
     let mut engine = Engine::new(tuning.engine_config());
     if let Some(cluster) = cluster {
         load_cluster(&mut engine, cluster)?;
@@ -318,6 +340,12 @@ fn flows(path: &Path, format: Format, cluster: Option<&Path>, tuning: &Tuning) -
         engine.take_finished(&mut batch);
         for flow in &batch {
             let enrichment = engine.enrich(flow);
+            // The filter reads the same summary the TUI shows (built only when filtering).
+            if let Some(filter) = filter
+                && !filter.matches(&FlowSummary::new(flow, enrichment.clone()))
+            {
+                continue;
+            }
             writer.write(flow, enrichment.as_ref())?;
         }
         Ok(())

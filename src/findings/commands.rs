@@ -6,7 +6,7 @@
 
 #![allow(clippy::disallowed_methods)] // a shell: reads capture, snapshot, rules and baseline files
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::io::{self, Write};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -20,6 +20,8 @@ use crate::cli::{EXIT_DAMAGED, Tuning};
 use crate::cluster::model::ClusterState;
 use crate::engine::{Engine, EngineConfig};
 use crate::summary::FlowSummary;
+use crate::tui::filter::Filter;
+use crate::tui::findings::SnapshotFindings;
 
 /// Exit code when a finding at or above `--fail-on` exists.
 pub const EXIT_FINDINGS: i32 = 5;
@@ -54,6 +56,11 @@ pub struct FindingsArgs {
     /// Exit with code 5 when a finding at or above this severity exists.
     #[arg(long, value_parser = parse_severity)]
     pub fail_on: Option<Severity>,
+    /// Only the findings naming at least one flow this filter keeps (the TUI's language,
+    /// docs/filter.md; `finding:` terms see these findings), as the TUI's Findings view.
+    /// `--fail-on` then looks at those only.
+    #[arg(long, value_parser = Filter::from_arg)]
+    pub filter: Option<Filter>,
     #[command(flatten)]
     pub tuning: Tuning,
 }
@@ -233,7 +240,10 @@ pub fn run_findings(args: &FindingsArgs) -> Result<i32> {
         None => None,
     };
     let captured = summarize_capture(&args.file, args.cluster.as_deref(), &args.tuning)?;
-    let report = findings_of(&captured, &rules, baseline.as_ref());
+    let mut report = findings_of(&captured, &rules, baseline.as_ref());
+    if let Some(filter) = &args.filter {
+        keep_findings_of_matching_flows(&mut report, &captured.flows, filter);
+    }
     let text = match args.format {
         FindingsFormat::Table => sarif::to_table(&report),
         FindingsFormat::Jsonl => sarif::to_jsonl(&report),
@@ -257,6 +267,24 @@ pub fn run_findings(args: &FindingsArgs) -> Result<i32> {
         return Ok(EXIT_FINDINGS);
     }
     Ok(if damaged { EXIT_DAMAGED } else { 0 })
+}
+
+/// Keeps the findings that name at least one flow `filter` keeps (what the TUI's Findings
+/// view lists under a filter); `finding:` terms are evaluated against the whole report.
+fn keep_findings_of_matching_flows(
+    report: &mut FindingsReport,
+    flows: &[FlowSummary],
+    filter: &Filter,
+) {
+    let index = SnapshotFindings::from_findings(report.findings.clone());
+    let kept: HashSet<u64> = flows
+        .iter()
+        .filter(|f| filter.matches_in(f, &index))
+        .map(|f| f.serial)
+        .collect();
+    report
+        .findings
+        .retain(|finding| finding.flows.iter().any(|s| kept.contains(s)));
 }
 
 /// `podwire rules`.

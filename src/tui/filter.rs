@@ -248,6 +248,11 @@ pub struct Filter {
 }
 
 impl Filter {
+    /// A headless command's `--filter` (clap value parser): the error names the offset.
+    pub fn from_arg(text: &str) -> Result<Filter, String> {
+        Filter::new(text).map_err(|e| format!("invalid filter {e} (see docs/filter.md)"))
+    }
+
     pub fn new(text: &str) -> Result<Filter, FilterError> {
         Ok(Filter {
             text: text.to_string(),
@@ -839,6 +844,16 @@ fn encryption_name(e: Encryption) -> &'static str {
 }
 
 impl Expr {
+    /// Does any term test `key`?
+    pub fn mentions(&self, key: Key) -> bool {
+        match self {
+            Expr::Term(Term::Field(k, _) | Term::Sided(_, k, _)) => *k == key,
+            Expr::Term(Term::Any(_)) => false,
+            Expr::Not(e) => e.mentions(key),
+            Expr::And(a, b) | Expr::Or(a, b) => a.mentions(key) || b.mentions(key),
+        }
+    }
+
     /// Does the flow match?
     pub fn matches(&self, flow: &FlowSummary) -> bool {
         self.matches_in(flow, &SnapshotFindings::default())

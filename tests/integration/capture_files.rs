@@ -204,3 +204,61 @@ fn demo_command_prints_the_flow_table() {
     );
     assert!(line(":6379").contains("redis"));
 }
+
+/// `flows --filter` keeps exactly the flows the filter language selects, `src.`/`dst.`
+/// pinned to their end; bad filters are usage errors that say where.
+#[test]
+fn flows_filter_keeps_the_matching_flows() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let demo = root.join("captures/demo.pcapng");
+    let cluster = root.join("captures/demo-cluster.yaml");
+    let (demo, cluster) = (demo.to_str().unwrap(), cluster.to_str().unwrap());
+    let run = |filter: &[&str]| {
+        let base = ["flows", "--format", "jsonl", demo, "--cluster", cluster];
+        common::podwire_jsonl(&[&base[..], filter].concat())
+    };
+    let all = run(&[]);
+    let ns = |r: &serde_json::Value, end: &str| r[end]["namespace"].as_str().map(str::to_string);
+    let expect = |pred: &dyn Fn(&serde_json::Value) -> bool| {
+        all.iter().filter(|r| pred(r)).cloned().collect::<Vec<_>>()
+    };
+    let from_shop_to_redis = run(&["--filter", "src.ns:shop dst.port:6379"]);
+    assert!(!from_shop_to_redis.is_empty());
+    assert_eq!(
+        from_shop_to_redis,
+        expect(&|r| ns(r, "src_identity").as_deref() == Some("shop") && r["dst_port"] == 6379)
+    );
+    // Either end without a prefix, only the responder with `dst.`.
+    let any_shop = run(&["--filter", "ns:shop"]);
+    let into_shop = run(&["--filter", "dst.ns:shop"]);
+    assert_eq!(
+        any_shop,
+        expect(&|r| {
+            ns(r, "src_identity").as_deref() == Some("shop")
+                || ns(r, "dst_identity").as_deref() == Some("shop")
+        })
+    );
+    assert_eq!(
+        into_shop,
+        expect(&|r| ns(r, "dst_identity").as_deref() == Some("shop"))
+    );
+    assert!(
+        into_shop.len() < any_shop.len(),
+        "some shop flows leave the namespace"
+    );
+    let plaintext = run(&["--filter", "enc:plaintext !app:dns"]);
+    assert_eq!(
+        plaintext,
+        expect(&|r| r["encryption"] == "plaintext" && r["app"] != "dns")
+    );
+    // Usage errors: exit 2 with the offset, or a pointer to where `finding:` works.
+    let (code, _, err) = podwire(&["flows", demo, "--filter", "ns:shop dst.app:tls"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("at 8") && err.contains("endpoint key"),
+        "{err}"
+    );
+    let (code, _, err) = podwire(&["flows", demo, "--filter", "finding:any"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("podwire findings --filter"), "{err}");
+}

@@ -52,3 +52,21 @@ pub fn analyse(path: &Path) -> Option<(Vec<Flow>, Stats, ReadSummary)> {
     flows.extend(engine.drain_finished());
     Some((flows, engine.stats(), summary))
 }
+
+/// Runs the podwire binary with `args`, asserts it exits 0 and parses its JSON lines.
+pub fn podwire_jsonl(args: &[&str]) -> Vec<serde_json::Value> {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_podwire"))
+        .args(args)
+        .output()
+        .expect("run podwire");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
+}

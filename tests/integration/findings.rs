@@ -319,3 +319,58 @@ fn cli_gates_ci_and_prints_defaults() {
     assert!(err.contains("unknown field"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `findings --filter` keeps the findings naming at least one matching flow (the TUI's
+/// Findings view), and `--fail-on` looks at those only.
+#[test]
+fn cli_filter_keeps_findings_of_matching_flows() {
+    let (pcap, cluster) = demo_paths();
+    let (p, c) = (pcap.to_str().unwrap(), cluster.to_str().unwrap());
+    let findings = |extra: &[&str]| {
+        let base = ["findings", p, "--cluster", c, "--format", "jsonl"];
+        crate::common::podwire_jsonl(&[&base[..], extra].concat())
+    };
+    let captured = demo();
+    let all = findings(&[]);
+    for text in ["src.ns:shop", "dst.ns:monitoring", "app:redis", "!ns:shop"] {
+        let filter = podwire::tui::filter::Filter::new(text).unwrap();
+        let kept: BTreeSet<u64> = captured
+            .flows
+            .iter()
+            .filter(|f| filter.matches(f))
+            .map(|f| f.serial)
+            .collect();
+        let expected: Vec<_> = all
+            .iter()
+            .filter(|f| {
+                f["flows"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|s| kept.contains(&s.as_u64().unwrap()))
+            })
+            .cloned()
+            .collect();
+        assert_eq!(findings(&["--filter", text]), expected, "{text}");
+    }
+    let shop = findings(&["--filter", "src.ns:shop"]);
+    assert!(!shop.is_empty() && shop.len() < all.len());
+    // `finding:` terms see the report: flows named by a credential finding.
+    let creds = findings(&["--filter", "finding:credentials"]);
+    assert!(creds.iter().any(|f| f["kind"] == "cleartext-credentials"));
+    // The gate looks at the filtered findings only.
+    let (code, _, _) = podwire(&["findings", p, "--cluster", c, "--fail-on", "critical"]);
+    assert_eq!(code, 5);
+    let quiet = "dst.ns:shop !finding:credentials";
+    let (code, out, err) = podwire(&[
+        "findings",
+        p,
+        "--cluster",
+        c,
+        "--fail-on",
+        "critical",
+        "--filter",
+        quiet,
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+}
