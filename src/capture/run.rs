@@ -82,6 +82,11 @@ pub struct CaptureArgs {
     /// No TUI: stream flow records to stdout.
     #[arg(long)]
     pub headless: bool,
+    /// With --headless: only the flow records this filter keeps (the TUI's language,
+    /// docs/filter.md, e.g. `enc:plaintext !ns:kube-system`; `--filter` is the capture
+    /// filter, applied to packets before anything else).
+    #[arg(long, value_name = "EXPR", requires = "headless", value_parser = crate::tui::filter::Filter::from_arg)]
+    pub flow_filter: Option<crate::tui::filter::Filter>,
     #[arg(long, value_enum, default_value_t = LiveFormat::Table)]
     pub format: LiveFormat,
     /// Stop after this many seconds.
@@ -463,6 +468,11 @@ pub fn run_capture(args: &CaptureArgs) -> Result<i32> {
             "choose what to capture: --interface IF (repeatable) or --all (every interface; \
              with --netns/--pod, every interface of that namespace)"
         );
+    }
+    if let Some(expr) = args.flow_filter.as_ref().and_then(|f| f.expr.as_ref())
+        && expr.mentions(crate::tui::filter::Key::Finding)
+    {
+        bail!("`finding:` terms need the findings: use them in the TUI or with `podwire findings`");
     }
     let use_tui = !args.headless && io::stdout().is_terminal();
     let format = if args.headless || use_tui {
@@ -1101,6 +1111,11 @@ impl<'a> EngineThread<'a> {
     /// `emit_updates`, built from summaries).
     fn write_flow(&mut self, flow: &Flow) -> Result<()> {
         let enrichment = self.engine.enrich(flow);
+        if let Some(filter) = &self.args.flow_filter
+            && !filter.matches(&crate::summary::FlowSummary::new(flow, enrichment.clone()))
+        {
+            return Ok(());
+        }
         let enrichment = enrichment.as_ref();
         match (self.format, self.table.as_mut()) {
             (LiveFormat::Table, Some(t)) => t.write(flow, enrichment)?,
@@ -1138,7 +1153,8 @@ impl<'a> EngineThread<'a> {
         let due = self.engine.summarize_live(|f| {
             now.saturating_sub(f.first_ns) >= interval && updates.get(&f.key) != Some(&f.packets())
         });
-        for summary in &due {
+        let filter = self.args.flow_filter.as_ref();
+        for summary in due.iter().filter(|s| filter.is_none_or(|f| f.matches(s))) {
             let (key, _) = crate::flow::FlowKey::from_packet(
                 summary.proto,
                 summary.src,

@@ -637,15 +637,25 @@ fn pod_namespace_found_from_snapshot() {
             &snap,
             "--duration",
             "4",
+            // The flow filter (the TUI's language) keeps the flow into shop/web from
+            // source port 44001 only.
+            "--flow-filter",
+            "dst.ns:shop src.port:44001",
         ],
     );
     http_get(&client, 44001, "10.244.9.42", 8080);
+    http_get(&client, 44002, "10.244.9.42", 8080);
     let (records, _, stderr) = capture.finish();
     assert!(
         stderr.contains("pod shop/web") && stderr.contains("has 10.244.9.42 as a local address"),
         "says how it found the namespace: {stderr}"
     );
     exactly_one(&records, "10.244.9.41", 44001, "tcp", "10.244.9.42", 8080);
+    assert_eq!(
+        records.len(),
+        1,
+        "the flow filter drops the rest: {records:#?}"
+    );
 }
 
 #[test]
