@@ -833,10 +833,12 @@ fn capture_on_a_terminal_opens_the_tui() {
         return;
     }
     let mut node = Node::new("t");
-    let client = node.pod("c", "10.244.9.41");
-    let web = node.pod("w", "10.244.9.42");
-    node.spawn_in(&web, &["python3", "-c", HTTP_SERVER, "10.244.9.42", "8080"]);
-    node.wait_port(&client, "10.244.9.42", 8080);
+    // Addresses of its own: tests run in parallel, and `pod_namespace_found_from_snapshot`
+    // resolves `--pod` by finding the one namespace that holds its pod's address.
+    let client = node.pod("c", "10.244.9.51");
+    let web = node.pod("w", "10.244.9.52");
+    node.spawn_in(&web, &["python3", "-c", HTTP_SERVER, "10.244.9.52", "8080"]);
+    node.wait_port(&client, "10.244.9.52", 8080);
 
     let session = format!("podwire-live-{}", std::process::id());
     let tmux = |args: &[&str]| Command::new("tmux").args(args).output().expect("tmux runs");
@@ -898,20 +900,20 @@ fn capture_on_a_terminal_opens_the_tui() {
         String::from_utf8_lossy(&started.stderr)
     );
     wait_for("1 Flows", 15);
-    http_get(&client, 44001, "10.244.9.42", 8080);
+    http_get(&client, 44001, "10.244.9.52", 8080);
     // The row appears with the SYN; the app column fills in once the request is dissected, so
     // wait for the whole line rather than the first sighting (the machine may be busy).
     let start = Instant::now();
     let shown = loop {
         let s = screen();
         if s.lines()
-            .any(|l| l.contains("10.244.9.42") && l.contains("8080") && l.contains("http"))
+            .any(|l| l.contains("10.244.9.52") && l.contains("8080") && l.contains("http"))
         {
             break s;
         }
         assert!(
             start.elapsed() < Duration::from_secs(15),
-            "no http row for 10.244.9.42:8080; screen:\n{s}"
+            "no http row for 10.244.9.52:8080; screen:\n{s}"
         );
         std::thread::sleep(Duration::from_millis(100));
     };
@@ -939,7 +941,7 @@ fn capture_on_a_terminal_opens_the_tui() {
         .expect("an export file");
     let name = export.file_name().unwrap().to_string_lossy().into_owned();
     assert_eq!(
-        name, "podwire-export-tcp-10.244.9.41-44001-10.244.9.42-8080-1.pcapng",
+        name, "podwire-export-tcp-10.244.9.51-44001-10.244.9.52-8080-1.pcapng",
         "named after the flow"
     );
     let shown: u64 = exported
