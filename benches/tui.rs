@@ -214,32 +214,41 @@ fn bench(c: &mut Criterion) {
     let extra: Vec<_> = (ROWS..ROWS + CHUNK_ROWS as u64)
         .map(synthetic::flow)
         .collect();
-    group.bench_function("services/new_chunk", |b| {
-        let mut cache = EdgeCache::default();
-        let mut search = SearchIndex::new(rows);
-        cache.edges(rows, rows.len(), &all, &search, Group::Workload, sort);
-        let mut current = rows.chunks().to_vec();
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                // Each snapshot appends a fresh allocation: a chunk the cache has never seen
-                // (the rows grow by one chunk per iteration, as in a capture before eviction).
-                let mut chunks = std::mem::take(&mut current);
-                chunks.push(Arc::from(extra.clone()));
-                let grown = FlowRows::from_chunks(chunks);
-                let index: Vec<u32> = (0..grown.len() as u32).collect();
-                // The App indexes each new chunk for filtering anyway (not timed here).
-                search.sync(&grown, grown.len());
-                let start = Instant::now();
-                let edges =
-                    cache.edges(&grown, grown.len(), &index, &search, Group::Workload, sort);
-                total += start.elapsed();
-                black_box(edges.len());
-                current = grown.chunks().to_vec();
-            }
-            total
-        })
-    });
+    // services/new_chunk: each snapshot appends a fresh allocation, a chunk the cache has
+    // never seen (the rows grow by one chunk per iteration, as in a capture before
+    // eviction); services/evict_oldest: a capped ring, each snapshot also drops the oldest.
+    for (name, evict) in [
+        ("services/new_chunk", false),
+        ("services/evict_oldest", true),
+    ] {
+        group.bench_function(name, |b| {
+            let mut cache = EdgeCache::default();
+            let mut search = SearchIndex::new(rows);
+            cache.edges(rows, rows.len(), &all, &search, Group::Workload, sort);
+            let mut current = rows.chunks().to_vec();
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let mut chunks = std::mem::take(&mut current);
+                    if evict {
+                        chunks.remove(0);
+                    }
+                    chunks.push(Arc::from(extra.clone()));
+                    let next = FlowRows::from_chunks(chunks);
+                    let index: Vec<u32> = (0..next.len() as u32).collect();
+                    // The App indexes each new chunk for filtering anyway (not timed here).
+                    search.sync(&next, next.len());
+                    let start = Instant::now();
+                    let edges =
+                        cache.edges(&next, next.len(), &index, &search, Group::Workload, sort);
+                    total += start.elapsed();
+                    black_box(edges.len());
+                    current = next.chunks().to_vec();
+                }
+                total
+            })
+        });
+    }
     // A filter keeping ~91% of the rows, and no filter: each iteration switches between
     // them, so every chunk's partial is stale (what applying a new filter costs).
     let denied = Filter::new("!verdict:denied").expect("valid");
@@ -286,29 +295,6 @@ fn bench(c: &mut Criterion) {
                 Group::Workload
             };
             black_box(cache.edges(rows, rows.len(), &all, &search, by, sort).len())
-        })
-    });
-    group.bench_function("services/evict_oldest", |b| {
-        // A capped ring: each snapshot drops the oldest chunk and appends a new one.
-        let mut cache = EdgeCache::default();
-        let mut search = SearchIndex::new(rows);
-        cache.edges(rows, rows.len(), &all, &search, Group::Workload, sort);
-        let mut current = rows.chunks().to_vec();
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let mut chunks: Vec<_> = std::mem::take(&mut current).into_iter().skip(1).collect();
-                chunks.push(Arc::from(extra.clone()));
-                let next = FlowRows::from_chunks(chunks);
-                let index: Vec<u32> = (0..next.len() as u32).collect();
-                search.sync(&next, next.len());
-                let start = Instant::now();
-                let edges = cache.edges(&next, next.len(), &index, &search, Group::Workload, sort);
-                total += start.elapsed();
-                black_box(edges.len());
-                current = next.chunks().to_vec();
-            }
-            total
         })
     });
     group.bench_function("services/from_scratch", |b| {

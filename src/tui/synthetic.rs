@@ -5,12 +5,90 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 
-use crate::cluster::identity::{Basis, Identity, Provenance, WorkloadRef};
+use crate::cluster::identity::{Basis, Identity, PodRef, Provenance, ServiceVia, Via, WorkloadRef};
 use crate::dissect::{App, AppInfo, CredKind, Credential, Dir, Encryption};
 use crate::engine::Enrichment;
 use crate::flow::{DirCounters, EndReason, Endpoint};
 use crate::policy::{Direction, DirectionVerdict, RuleMatch, Verdict};
 use crate::summary::FlowSummary;
+
+fn exact() -> Provenance {
+    Provenance {
+        basis: Basis::ExactPodIp,
+        candidates: None,
+        uncertain: false,
+        stale: false,
+    }
+}
+
+/// An identity of kind `kind % 9` (every `Identity` variant), its names picked by `i` from
+/// small pools: endpoints of different rows share names (and the search index's ids), and
+/// the names overlap the synthetic rows' and differ in case (`Data`, `Cache`) for the
+/// case-insensitive filter. For property tests of the filter index and the Services edges.
+pub fn identity_of_kind(kind: u64, i: u64) -> Identity {
+    let provenance = exact();
+    let name = |pool: &[&str]| pool[(i % pool.len() as u64) as usize].to_string();
+    let pod = || PodRef {
+        namespace: name(&["kube-system", "shop", "Data"]),
+        name: name(&["coredns-1", "web-2", "Frontend-3"]),
+        workload: WorkloadRef {
+            kind: "Deployment".into(),
+            name: name(&["coredns", "web", "Frontend"]),
+        },
+    };
+    match kind % 9 {
+        0 => Identity::Service {
+            namespace: name(&["shop", "payments", "kube-system"]),
+            name: name(&["catalogue", "kube-dns", "api-gw", "Cache"]),
+            via: ServiceVia::ClusterIp,
+            backends: Vec::new(),
+            provenance,
+        },
+        1 => Identity::External {
+            name: (!i.is_multiple_of(3))
+                .then(|| name(&["api.example.com", "shop.io", "10.244.0.1"])),
+            provenance,
+        },
+        2 => Identity::Node {
+            name: name(&["node-1", "node-2", "worker-a"]),
+            provenance,
+        },
+        3 => Identity::HostNetwork {
+            node: name(&["node-0", "node-2"]),
+            pod: i.is_multiple_of(2).then(pod),
+            provenance,
+        },
+        4 => Identity::ClusterDns {
+            via: Via::Pod,
+            pod: i.is_multiple_of(2).then(pod),
+            provenance,
+        },
+        5 => Identity::ApiServer {
+            via: Via::ServiceVip,
+            node: i.is_multiple_of(2).then(|| name(&["node-1", "cp-0"])),
+            provenance,
+        },
+        6 => Identity::CloudMetadata { provenance },
+        7 => Identity::Unknown {
+            node: i.is_multiple_of(2).then(|| name(&["node-1", "node-2"])),
+            provenance,
+        },
+        _ if i.is_multiple_of(2) => Identity::Pod {
+            namespace: name(&["shop", "data"]),
+            name: name(&["db-0", "db-1"]),
+            workload: WorkloadRef {
+                kind: "StatefulSet".into(),
+                name: "db".into(),
+            },
+            labels: BTreeMap::new(),
+            node: Some(name(&["node-1", "node-2"])),
+            provenance,
+        },
+        _ => flow(i)
+            .enrichment
+            .map_or(Identity::CloudMetadata { provenance }, |e| e.src_identity),
+    }
+}
 
 fn pod(i: u64, ns: &str, workload: &str) -> Identity {
     Identity::Pod {
@@ -22,12 +100,7 @@ fn pod(i: u64, ns: &str, workload: &str) -> Identity {
         },
         labels: BTreeMap::new(),
         node: Some(format!("node-{}", i % 3)),
-        provenance: Provenance {
-            basis: Basis::ExactPodIp,
-            candidates: None,
-            uncertain: false,
-            stale: false,
-        },
+        provenance: exact(),
     }
 }
 

@@ -764,7 +764,6 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::identity::{Basis, PodRef, Provenance, ServiceVia, Via, WorkloadRef};
     use crate::dissect::Facts;
     use crate::dissect::http::HttpFacts;
     use crate::findings::RulesConfig;
@@ -806,75 +805,6 @@ mod tests {
         assert!(expected > 0);
     }
 
-    fn provenance() -> Provenance {
-        Provenance {
-            basis: Basis::ExactPodIp,
-            candidates: None,
-            uncertain: false,
-            stale: false,
-        }
-    }
-
-    fn pod_ref(i: u8) -> PodRef {
-        PodRef {
-            namespace: ["kube-system", "shop", "Data"][usize::from(i % 3)].into(),
-            name: format!("coredns-{i}"),
-            workload: WorkloadRef {
-                kind: "Deployment".into(),
-                name: ["coredns", "Frontend", "api"][usize::from(i % 3)].into(),
-            },
-        }
-    }
-
-    /// Identities of every kind, with names that overlap the synthetic ones.
-    fn identity(kind: u8, i: u8) -> Identity {
-        let provenance = provenance();
-        let name = |pool: &[&str]| pool[usize::from(i) % pool.len()].to_string();
-        match kind % 9 {
-            0 => Identity::Service {
-                namespace: name(&["shop", "payments", "kube-system"]),
-                name: name(&["catalogue", "kube-dns", "api-gw", "Cache"]),
-                via: ServiceVia::ClusterIp,
-                backends: Vec::new(),
-                provenance,
-            },
-            1 => Identity::External {
-                name: i
-                    .is_multiple_of(2)
-                    .then(|| name(&["api.example.com", "shop.io", "10.244.0.1"])),
-                provenance,
-            },
-            2 => Identity::Node {
-                name: name(&["node-1", "worker-a"]),
-                provenance,
-            },
-            3 => Identity::HostNetwork {
-                node: name(&["node-0", "node-2"]),
-                pod: i.is_multiple_of(2).then(|| pod_ref(i)),
-                provenance,
-            },
-            4 => Identity::ClusterDns {
-                via: Via::Pod,
-                pod: i.is_multiple_of(2).then(|| pod_ref(i)),
-                provenance,
-            },
-            5 => Identity::ApiServer {
-                via: Via::ServiceVip,
-                node: i.is_multiple_of(2).then(|| name(&["node-1", "cp-0"])),
-                provenance,
-            },
-            6 => Identity::CloudMetadata { provenance },
-            7 => Identity::Unknown {
-                node: i.is_multiple_of(2).then(|| name(&["node-2"])),
-                provenance,
-            },
-            _ => synthetic::flow(u64::from(i))
-                .enrichment
-                .map(|e| e.src_identity)
-                .unwrap_or(Identity::CloudMetadata { provenance }),
-        }
-    }
-
     /// A synthetic row, varied: other identity kinds, no cluster data, other protocols,
     /// SNI or HTTP Host, IPv6 addresses.
     fn row() -> impl Strategy<Value = FlowSummary> {
@@ -887,10 +817,12 @@ mod tests {
                 let mut f = synthetic::flow(i);
                 if let Some(e) = f.enrichment.as_mut() {
                     if v[0] % 3 == 0 {
-                        e.src_identity = identity(v[1], v[2]);
+                        e.src_identity =
+                            synthetic::identity_of_kind(u64::from(v[1]), u64::from(v[2]));
                     }
                     if v[3] % 3 == 0 {
-                        e.dst_identity = identity(v[4], v[2]);
+                        e.dst_identity =
+                            synthetic::identity_of_kind(u64::from(v[4]), u64::from(v[2]));
                     }
                     if v[5] % 5 == 0 {
                         e.verdict = None;

@@ -967,7 +967,6 @@ impl EdgeCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::identity::{Basis, PodRef, Provenance, ServiceVia, Via, WorkloadRef};
     use crate::tui::synthetic;
     use proptest::prelude::*;
 
@@ -980,78 +979,6 @@ mod tests {
         edges
     }
 
-    fn provenance() -> Provenance {
-        Provenance {
-            basis: Basis::ExactPodIp,
-            candidates: None,
-            uncertain: false,
-            stale: false,
-        }
-    }
-
-    /// An identity of any kind, from small pools of names (so endpoints share index ids
-    /// across rows with different addresses).
-    fn identity(kind: u64, i: u64) -> Identity {
-        let provenance = provenance();
-        let name = |pool: &[&str]| pool[(i % pool.len() as u64) as usize].to_string();
-        let pod = || PodRef {
-            namespace: name(&["shop", "kube-system"]),
-            name: name(&["coredns-1", "web-2", "web-3"]),
-            workload: WorkloadRef {
-                kind: "Deployment".into(),
-                name: name(&["coredns", "web"]),
-            },
-        };
-        match kind % 9 {
-            0 => Identity::Service {
-                namespace: name(&["shop", "payments"]),
-                name: name(&["catalogue", "kube-dns", "api"]),
-                via: ServiceVia::ClusterIp,
-                backends: Vec::new(),
-                provenance,
-            },
-            1 => Identity::External {
-                name: (!i.is_multiple_of(3)).then(|| name(&["api.example.com", "shop.io"])),
-                provenance,
-            },
-            2 => Identity::Node {
-                name: name(&["node-1", "node-2"]),
-                provenance,
-            },
-            3 => Identity::HostNetwork {
-                node: name(&["node-1", "node-2"]),
-                pod: i.is_multiple_of(2).then(pod),
-                provenance,
-            },
-            4 => Identity::ClusterDns {
-                via: Via::Pod,
-                pod: i.is_multiple_of(2).then(pod),
-                provenance,
-            },
-            5 => Identity::ApiServer {
-                via: Via::ServiceVip,
-                node: i.is_multiple_of(2).then(|| name(&["node-1"])),
-                provenance,
-            },
-            6 => Identity::CloudMetadata { provenance },
-            7 => Identity::Unknown {
-                node: i.is_multiple_of(2).then(|| name(&["node-1", "node-2"])),
-                provenance,
-            },
-            _ => Identity::Pod {
-                namespace: name(&["shop", "data"]),
-                name: name(&["db-0", "db-1"]),
-                workload: WorkloadRef {
-                    kind: "StatefulSet".into(),
-                    name: "db".into(),
-                },
-                labels: BTreeMap::new(),
-                node: Some(name(&["node-1", "node-2"])),
-                provenance,
-            },
-        }
-    }
-
     /// A synthetic row varied where the synthetic rows are uniform: many destination ports
     /// (beyond the kept maximum), outer (tunnel) rows, rows without enrichment, identities
     /// of every kind (grouped by address or not) and few distinct addresses.
@@ -1062,10 +989,10 @@ mod tests {
         f.outer = seed.is_multiple_of(17);
         if let Some(e) = f.enrichment.as_mut() {
             if mix.is_multiple_of(3) {
-                e.src_identity = identity(mix >> 11, mix >> 17);
+                e.src_identity = synthetic::identity_of_kind(mix >> 11, mix >> 17);
             }
             if mix % 5 < 2 {
-                e.dst_identity = identity(mix >> 23, mix >> 29);
+                e.dst_identity = synthetic::identity_of_kind(mix >> 23, mix >> 29);
             }
         }
         if mix.is_multiple_of(4) {
