@@ -18,7 +18,7 @@ use crate::capture::{CaptureEvent, ReadSummary, read_capture};
 use crate::engine::{Engine, EngineConfig};
 use crate::report::{FlowFormat, FlowWriter, RttSummary, StatsReport};
 use crate::summary::FlowSummary;
-use crate::tui::filter::{Filter, Key};
+use crate::tui::filter::Filter;
 
 /// Exit code when the capture was damaged but what could be read was processed.
 pub const EXIT_DAMAGED: i32 = 3;
@@ -316,13 +316,8 @@ fn flows(
     filter: Option<&Filter>,
     tuning: &Tuning,
 ) -> Result<i32> {
-    if filter
-        .and_then(|f| f.expr.as_ref())
-        .is_some_and(|e| e.mentions(Key::Finding))
-    {
-        anyhow::bail!(
-            "`finding:` terms need the findings: use them with `podwire findings --filter` or in the TUI"
-        );
+    if let Some(filter) = filter {
+        filter.without_findings().map_err(anyhow::Error::msg)?;
     }
     let mut engine = Engine::new(tuning.engine_config());
     if let Some(cluster) = cluster {

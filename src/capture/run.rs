@@ -469,10 +469,8 @@ pub fn run_capture(args: &CaptureArgs) -> Result<i32> {
              with --netns/--pod, every interface of that namespace)"
         );
     }
-    if let Some(expr) = args.flow_filter.as_ref().and_then(|f| f.expr.as_ref())
-        && expr.mentions(crate::tui::filter::Key::Finding)
-    {
-        bail!("`finding:` terms need the findings: use them in the TUI or with `podwire findings`");
+    if let Some(filter) = &args.flow_filter {
+        filter.without_findings().map_err(anyhow::Error::msg)?;
     }
     let use_tui = !args.headless && io::stdout().is_terminal();
     let format = if args.headless || use_tui {

@@ -264,6 +264,19 @@ impl Filter {
         self.expr.is_none()
     }
 
+    /// Refuses `finding:` terms where no findings are computed (headless flow output),
+    /// saying where they work.
+    pub fn without_findings(&self) -> Result<&Filter, String> {
+        match &self.expr {
+            Some(e) if e.mentions(Key::Finding) => Err(
+                "`finding:` terms need the findings: use them with `podwire findings --filter` \
+                 or in the TUI"
+                    .into(),
+            ),
+            _ => Ok(self),
+        }
+    }
+
     /// Does the flow match? `finding:` terms match nothing here (no findings are known);
     /// see [`Filter::matches_in`].
     pub fn matches(&self, flow: &FlowSummary) -> bool {
