@@ -745,6 +745,17 @@ fn key_event(app: &mut App, key: KeyEvent, effects: &mut Vec<Effect>) {
     if key.kind == crossterm::event::KeyEventKind::Release {
         return;
     }
+    // An Esc typed just before a key reaches the terminal parser in the same read over a slow
+    // SSH link or tmux, and comes out as one Alt-key. Unless the user bound that Alt-key, it
+    // is read as the two keys that were typed, so Esc-then-`e` does not lose both.
+    if let KeyCode::Char(c) = key.code
+        && key.modifiers == KeyModifiers::ALT
+        && app.config.keys.action(&key).is_none()
+    {
+        key_event(app, KeyEvent::from(KeyCode::Esc), effects);
+        key_event(app, KeyEvent::from(KeyCode::Char(c)), effects);
+        return;
+    }
     match app.mode.clone() {
         Mode::Help => help_key(app, key),
         Mode::ConfirmQuit => {

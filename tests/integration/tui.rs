@@ -318,6 +318,22 @@ fn navigation_sort_and_detail() {
     assert_eq!(a.detail, None);
 }
 
+/// Esc then `e` typed quickly over SSH or tmux arrive as one Alt-e: read as the two keys.
+#[test]
+fn an_unbound_alt_key_is_esc_then_the_key() {
+    let mut a = app(120, 40);
+    typed(&mut a, "/app:redis");
+    key(&mut a, KeyCode::Enter);
+    key(&mut a, KeyCode::Enter);
+    assert!(a.detail.is_some(), "detail open");
+    let effects = update(
+        &mut a,
+        Msg::Key(KeyEvent::new(KeyCode::Char('e'), KeyModifiers::ALT)),
+    );
+    assert_eq!(a.detail, None, "the Esc closed the detail");
+    assert_eq!(export_request(&effects).flows.len(), 1, "the `e` exported");
+}
+
 #[test]
 fn filter_validates_live_and_esc_clears() {
     let mut a = app(80, 24);
@@ -640,21 +656,37 @@ fn end_to_end_in_tmux() {
     let capture = || {
         String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-t", &session]).stdout).into_owned()
     };
-    let wait_for = |what: &str, timeout: u64| -> String {
+    // Polls the screen until `done` holds for it; on timeout kills the session and fails with
+    // the last screen.
+    let wait_until = |done: &dyn Fn(&str) -> bool, what: &str, timeout: u64| -> String {
         let start = Instant::now();
         loop {
             let screen = capture();
-            if screen.contains(what) {
+            if done(&screen) {
                 return screen;
             }
             if start.elapsed() > Duration::from_secs(timeout) {
                 let _ = Command::new("tmux")
                     .args(["kill-session", "-t", &session])
                     .output();
-                panic!("timed out waiting for {what:?}; screen:\n{screen}");
+                panic!("timed out waiting for {what}; screen:\n{screen}");
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    };
+    let wait_for = |text: &str, timeout: u64| -> String {
+        wait_until(
+            &|screen| screen.contains(text),
+            &format!("{text:?}"),
+            timeout,
+        )
+    };
+    let wait_for_absence = |text: &str, timeout: u64| {
+        wait_until(
+            &|screen| !screen.contains(text),
+            &format!("{text:?} to go"),
+            timeout,
+        );
     };
     // Run in a scratch directory: `e` writes its export file into the current directory.
     let workdir = std::env::temp_dir().join(format!("podwire-e2e-{}", std::process::id()));
@@ -697,6 +729,9 @@ fn end_to_end_in_tmux() {
     assert!(detail.contains("TLS") || detail.contains("tls"), "{detail}");
     assert!(detail.contains("NetworkPolicy"), "{detail}");
     tmux(&["send-keys", "-t", &session, "Escape"]);
+    // Wait for the pane to close before the next key: an ESC and an `e` that reach the app in
+    // one read are one Alt-e key to the terminal parser, and the pane would stay open.
+    wait_for_absence("handshake RTT", 10);
     // `e` exports the selected TLS flow's packets from the ring, without blocking the UI.
     tmux(&["send-keys", "-t", &session, "e"]);
     let exported = wait_for("none missing", 15);
