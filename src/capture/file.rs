@@ -23,7 +23,7 @@ use crate::engine::InterfaceInfo;
 use crate::frame::{IfaceId, RawFrame};
 
 /// Initial read buffer.
-const BUFFER_BYTES: usize = 1 << 20;
+const BUFFER_BYTES: usize = 256 << 10;
 /// A record (pcap packet or pcapng block) larger than this is treated as corruption.
 pub const MAX_RECORD_BYTES: usize = 64 << 20;
 

@@ -14,6 +14,7 @@
 
 use ring::digest;
 
+use super::hello::{be16, for_each_extension, u16s};
 use super::tls::{Fingerprint, is_grease};
 
 /// Which transport carried the ClientHello: JA4's first letter.
@@ -28,22 +29,6 @@ pub(crate) enum Ja4Transport {
 const STACK_LIST: usize = 256;
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
-
-fn be16(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
-}
-
-/// Calls `f(type, body)` for each extension of a raw extensions block.
-fn for_each_extension<'a>(ext: &'a [u8], mut f: impl FnMut(u16, &'a [u8])) {
-    let mut off = 0usize;
-    while let (Some(t), Some(l)) = (be16(ext, off), be16(ext, off + 2)) {
-        let Some(body) = ext.get(off + 4..off + 4 + l as usize) else {
-            break;
-        };
-        f(t, body);
-        off += 4 + l as usize;
-    }
-}
 
 /// Orders versions newest first; DTLS numbers count down (0xfefc is DTLS 1.3).
 fn version_rank(v: u16) -> u32 {
@@ -74,8 +59,7 @@ fn version_code(v: u16) -> [u8; 2] {
 fn highest_offered(body: &[u8]) -> Option<u16> {
     let n = *body.first()? as usize;
     let list = body.get(1..1 + n)?;
-    list.chunks_exact(2)
-        .map(|c| u16::from_be_bytes([c[0], c[1]]))
+    u16s(list)
         .filter(|v| !is_grease(*v))
         .max_by_key(|v| version_rank(*v))
 }
@@ -204,7 +188,7 @@ fn hash12(list: &[u16], tail: Option<impl Iterator<Item = u16>>, out: &mut [u8])
 pub(crate) fn ja4(
     transport: Ja4Transport,
     legacy_version: u16,
-    ciphers: &[u16],
+    ciphers: impl Iterator<Item = u16> + Clone,
     ext: &[u8],
 ) -> Fingerprint {
     let mut out = [0u8; 36];
@@ -237,7 +221,7 @@ pub(crate) fn ja4(
     let version = offered.unwrap_or(legacy_version);
     out[1..3].copy_from_slice(&version_code(version));
     out[3] = if sni { b'd' } else { b'i' };
-    let real_ciphers = ciphers.iter().copied().filter(|c| !is_grease(*c));
+    let real_ciphers = ciphers.filter(|c| !is_grease(*c));
     out[4..6].copy_from_slice(&two_digits(real_ciphers.clone().count()));
     out[6..8].copy_from_slice(&two_digits(ext_count));
     out[8..10].copy_from_slice(&alpn_code(alpn));
@@ -246,10 +230,7 @@ pub(crate) fn ja4(
         hash12(list, None::<std::iter::Empty<u16>>, &mut out[11..23]);
     });
     out[23] = b'_';
-    let sigs = sig_algs
-        .chunks_exact(2)
-        .map(|c| u16::from_be_bytes([c[0], c[1]]))
-        .filter(|v| !is_grease(*v));
+    let sigs = u16s(sig_algs).filter(|v| !is_grease(*v));
     // Suricata keeps the `_` even when no signature algorithms were offered:
     // `0005,000a,…,ff01_` (suricata-verify bug-5713-02 pins the resulting hash).
     with_sorted(ExtTypeIter { ext, off: 0 }, |list| {
@@ -306,7 +287,7 @@ mod tests {
 
     #[test]
     fn empty_lists_hash_to_zeros() {
-        let j = ja4(Ja4Transport::Tcp, 0x0303, &[], &[]);
+        let j = ja4(Ja4Transport::Tcp, 0x0303, [].into_iter(), &[]);
         assert_eq!(j, "t12i000000_000000000000_000000000000");
     }
 
@@ -323,7 +304,12 @@ mod tests {
             0x00, 0x17, 0x00, 0x00, // extended_master_secret
             0xff, 0x01, 0x00, 0x01, 0x00, // renegotiation_info
         ];
-        let j = ja4(Ja4Transport::Tcp, 0x0301, &[0x002f, 0x0035], &ext);
+        let j = ja4(
+            Ja4Transport::Tcp,
+            0x0301,
+            [0x002f, 0x0035].into_iter(),
+            &ext,
+        );
         assert_eq!(&j[..10], "t10i020600");
         assert_eq!(&j[24..], "ce66f3b797c1");
     }
@@ -331,7 +317,12 @@ mod tests {
     #[test]
     fn sorted_hash_matches_a_direct_digest() {
         // Ciphers 0x1302, 0x1301 sorted: "1301,1302".
-        let j = ja4(Ja4Transport::Quic, 0x0303, &[0x1302, 0x0a0a, 0x1301], &[]);
+        let j = ja4(
+            Ja4Transport::Quic,
+            0x0303,
+            [0x1302, 0x0a0a, 0x1301].into_iter(),
+            &[],
+        );
         let d = digest::digest(&digest::SHA256, b"1301,1302");
         let hex: String = d.as_ref()[..6].iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(&j[..11], "q12i020000_");

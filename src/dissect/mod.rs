@@ -48,6 +48,7 @@
 //! reported as `port_hint` when content alone cannot decide. SSH on port 80 is SSH.
 
 pub mod dns;
+mod hello;
 pub mod http;
 mod ja4;
 pub mod mail;

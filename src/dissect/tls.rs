@@ -13,11 +13,10 @@ use std::borrow::Cow;
 use md5::{Digest, Md5};
 use serde::Serialize;
 use tls_parser::{
-    DTLSMessage, DTLSMessageHandshakeBody, TlsCipherSuite, TlsExtension, TlsExtensionType,
-    TlsMessage, TlsMessageHandshake, parse_dtls_plaintext_record, parse_tls_extensions,
-    parse_tls_message_handshake,
+    DTLSMessage, DTLSMessageHandshakeBody, TlsCipherSuite, parse_dtls_plaintext_record,
 };
 
+use super::hello::{ClientHelloView, ServerHelloView, be16, for_each_extension, u16s};
 use super::ja4::{Ja4Transport, ja4};
 use super::{App, Ctx, Detected, Encryption, Facts, Parse};
 use crate::sanitize::sanitize_bytes;
@@ -175,9 +174,11 @@ const HRR_RANDOM: [u8; 32] = [
     0xc2, 0xa2, 0x11, 0x16, 0x7a, 0xbb, 0x8c, 0x5e, 0x07, 0x9e, 0x09, 0xe2, 0xc8, 0xa8, 0x33, 0x9c,
 ];
 
-/// Handshake bytes gathered from the leading handshake records of one direction.
-struct HsStream {
-    bytes: Vec<u8>,
+/// Handshake bytes gathered from the leading handshake records of one direction: borrowed
+/// from the stream when they lie in one record (the common case), copied together only when
+/// the handshake spans several records.
+struct HsStream<'a> {
+    bytes: Cow<'a, [u8]>,
     /// Records consumed.
     records: u32,
     first_version: Option<u16>,
@@ -190,11 +191,26 @@ struct HsStream {
     saw_ccs_or_data: bool,
 }
 
+impl<'a> HsStream<'a> {
+    fn append(&mut self, payload: &'a [u8]) {
+        match &mut self.bytes {
+            Cow::Borrowed([]) => self.bytes = Cow::Borrowed(payload),
+            Cow::Borrowed(b) => {
+                let mut joined = Vec::with_capacity(b.len() + payload.len());
+                joined.extend_from_slice(b);
+                joined.extend_from_slice(payload);
+                self.bytes = Cow::Owned(joined);
+            }
+            Cow::Owned(v) => v.extend_from_slice(payload),
+        }
+    }
+}
+
 /// Collects handshake-record payloads from `data` (TLS record layer), skipping up to one CCS
 /// (TLS 1.3 middlebox compatibility) only when `past_ccs` is set.
-fn gather(data: &[u8], past_ccs: bool) -> HsStream {
+fn gather(data: &[u8], past_ccs: bool) -> HsStream<'_> {
     let mut hs = HsStream {
-        bytes: Vec::new(),
+        bytes: Cow::Borrowed(&[]),
         records: 0,
         first_version: None,
         partial_record: false,
@@ -226,14 +242,14 @@ fn gather(data: &[u8], past_ccs: bool) -> HsStream {
         if rest.len() < 5 + len {
             if ctype == 22 {
                 // Partial handshake record: usable prefix for incremental parsing.
-                hs.bytes.extend_from_slice(&rest[5..]);
+                hs.append(&rest[5..]);
                 hs.partial_record = true;
             }
             break;
         }
         match ctype {
             22 => {
-                hs.bytes.extend_from_slice(&rest[5..5 + len]);
+                hs.append(&rest[5..5 + len]);
                 hs.records += 1;
             }
             20 if past_ccs && ccs_seen == 0 => {
@@ -254,24 +270,146 @@ fn header_prefix_ok(p: &[u8]) -> bool {
     (p.is_empty() || (20..=24).contains(&p[0])) && (p.len() < 2 || p[1] == 3)
 }
 
-/// Splits complete handshake messages: (type, body). Returns the messages and whether the
-/// stream ends inside a message.
-fn split_messages(hs: &[u8]) -> (Vec<(u8, &[u8])>, bool) {
-    let mut out = Vec::new();
-    let mut off = 0usize;
-    while off < hs.len() {
-        let rest = &hs[off..];
+/// The complete handshake messages of a handshake stream, as (type, whole message with its
+/// 4-byte header). After the last one, [`Messages::partial`] says whether the stream ends
+/// inside a message.
+struct Messages<'a> {
+    hs: &'a [u8],
+    off: usize,
+}
+
+impl<'a> Messages<'a> {
+    fn new(hs: &'a [u8]) -> Self {
+        Messages { hs, off: 0 }
+    }
+
+    fn partial(&self) -> bool {
+        self.off < self.hs.len()
+    }
+}
+
+impl<'a> Iterator for Messages<'a> {
+    type Item = (u8, &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let rest = self.hs.get(self.off..)?;
         if rest.len() < 4 {
-            return (out, true);
+            return None;
         }
         let len = u32::from_be_bytes([0, rest[1], rest[2], rest[3]]) as usize;
-        if rest.len() < 4 + len {
-            return (out, true);
-        }
-        out.push((rest[0], &rest[..4 + len]));
-        off += 4 + len;
+        let msg = rest.get(..4 + len)?;
+        self.off += 4 + len;
+        Some((rest[0], msg))
     }
-    (out, false)
+}
+
+/// Feeds a JA3/JA3S string to MD5 through a stack buffer: one `update` per buffer, not per
+/// number, and no string on the heap.
+struct Md5Text {
+    md5: Md5,
+    buf: [u8; 256],
+    len: usize,
+}
+
+impl Md5Text {
+    fn new() -> Self {
+        Md5Text {
+            md5: Md5::new(),
+            buf: [0; 256],
+            len: 0,
+        }
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        if self.len + bytes.len() > self.buf.len() {
+            self.md5.update(&self.buf[..self.len]);
+            self.len = 0;
+        }
+        if bytes.len() > self.buf.len() {
+            self.md5.update(bytes);
+            return;
+        }
+        self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len();
+    }
+
+    fn number(&mut self, value: u16) {
+        self.push(itoa::Buffer::new().format(value).as_bytes());
+    }
+
+    /// Decimal numbers joined by '-' (the JA3 list format).
+    fn list(&mut self, values: impl Iterator<Item = u16>) {
+        for (i, value) in values.enumerate() {
+            if i > 0 {
+                self.push(b"-");
+            }
+            self.number(value);
+        }
+    }
+
+    fn finish(mut self) -> Fingerprint {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        self.md5.update(&self.buf[..self.len]);
+        let digest = self.md5.finalize();
+        let mut hex = [0u8; 32];
+        for (pair, x) in hex.chunks_exact_mut(2).zip(digest.iter()) {
+            pair[0] = HEX[usize::from(x >> 4)];
+            pair[1] = HEX[usize::from(x & 0x0f)];
+        }
+        Fingerprint::new(&hex)
+    }
+}
+
+/// The extension types of a raw extensions block, in order.
+fn extension_types(ext: &[u8]) -> impl Iterator<Item = u16> + '_ {
+    let mut off = 0usize;
+    std::iter::from_fn(move || {
+        let t = be16(ext, off)?;
+        let l = usize::from(be16(ext, off + 2)?);
+        ext.get(off + 4..off + 4 + l)?;
+        off += 4 + l;
+        Some(t)
+    })
+}
+
+/// The first host_name of a server_name extension body (entries are read while they are
+/// complete, also when the list length lies).
+fn server_name(body: &[u8]) -> Option<&[u8]> {
+    let list_len = usize::from(be16(body, 0)?);
+    let list = body.get(2..2 + list_len).unwrap_or(&body[2..]);
+    let mut off = 0usize;
+    while let (Some(&kind), Some(n)) = (list.get(off), be16(list, off + 1)) {
+        let name = list.get(off + 3..off + 3 + usize::from(n))?;
+        if kind == 0 {
+            return Some(name);
+        }
+        off += 3 + usize::from(n);
+    }
+    None
+}
+
+/// The protocol ids of an ALPN extension body, while they are complete.
+fn alpn_ids(body: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let list = be16(body, 0)
+        .and_then(|n| body.get(2..2 + usize::from(n)))
+        .unwrap_or(&[]);
+    let mut off = 0usize;
+    std::iter::from_fn(move || {
+        let n = usize::from(*list.get(off)?);
+        let id = list.get(off + 1..off + 1 + n)?;
+        off += 1 + n;
+        Some(id)
+    })
+}
+
+/// The body of a list with a one-byte (`wide` false) or two-byte length prefix.
+fn prefixed_list(body: &[u8], wide: bool) -> &[u8] {
+    let (n, at) = if wide {
+        (be16(body, 0).map(usize::from), 2)
+    } else {
+        (body.first().map(|&n| usize::from(n)), 1)
+    };
+    n.and_then(|n| body.get(at..at + n)).unwrap_or(&[])
 }
 
 /// Client-side facts derived from a ClientHello. Returns the SNI too.
@@ -279,120 +417,46 @@ fn client_hello_facts(
     f: &mut TlsFacts,
     transport: Ja4Transport,
     version: u16,
-    ciphers: &[u16],
+    ciphers: impl Iterator<Item = u16> + Clone,
     ext: Option<&[u8]>,
 ) -> Option<String> {
-    f.ja4 = Some(ja4(transport, version, ciphers, ext.unwrap_or(&[])));
+    let ext = ext.unwrap_or(&[]);
+    f.ja4 = Some(ja4(transport, version, ciphers.clone(), ext));
     f.client_version = Some(version_name(version));
-    f.offered_cipher_count = ciphers.iter().filter(|c| !is_grease(**c)).count();
+    let real_ciphers = ciphers.filter(|c| !is_grease(*c));
+    f.offered_cipher_count = real_ciphers.clone().count();
     let mut sni = None;
-    let mut ext_types: Vec<u16> = Vec::new();
-    let mut groups: Vec<u16> = Vec::new();
-    let mut formats: Vec<u8> = Vec::new();
-    if let Some(ext) = ext {
-        match parse_tls_extensions(ext) {
-            Ok((_, exts)) => {
-                for e in &exts {
-                    let t = TlsExtensionType::from(e).0;
-                    ext_types.push(t);
-                    match e {
-                        TlsExtension::SNI(list) => {
-                            if sni.is_none()
-                                && let Some((_, name)) = list.iter().find(|(t, _)| t.0 == 0)
-                            {
-                                sni = Some(sanitize_bytes(name));
-                            }
-                        }
-                        TlsExtension::ALPN(list) => {
-                            f.alpn = list.iter().take(16).map(|p| alpn_name(p)).collect();
-                        }
-                        TlsExtension::SupportedVersions(vs) => {
-                            f.offered_versions = vs
-                                .iter()
-                                .filter(|v| !is_grease(v.0))
-                                .take(16)
-                                .map(|v| version_name(v.0))
-                                .collect();
-                        }
-                        TlsExtension::EllipticCurves(gs) => {
-                            groups = gs.iter().map(|g| g.0).collect();
-                        }
-                        TlsExtension::EcPointFormats(p) => formats = p.to_vec(),
-                        TlsExtension::EncryptedServerName { .. } => f.esni = true,
-                        TlsExtension::Unknown(t, _) if t.0 == 0xfe0d => f.ech = true,
-                        TlsExtension::Unknown(t, _) if t.0 == 0xffce => f.esni = true,
-                        _ => {}
-                    }
-                }
-            }
-            Err(_) => {
-                // Fall back to a raw walk: types for JA3 and the SNI.
-                let mut off = 0usize;
-                while off + 4 <= ext.len() {
-                    let t = u16::from_be_bytes([ext[off], ext[off + 1]]);
-                    let l = u16::from_be_bytes([ext[off + 2], ext[off + 3]]) as usize;
-                    let Some(body) = ext.get(off + 4..off + 4 + l) else {
-                        break;
-                    };
-                    ext_types.push(t);
-                    if t == 0 && body.len() > 5 && body[2] == 0 {
-                        let nl = u16::from_be_bytes([body[3], body[4]]) as usize;
-                        if let Some(n) = body.get(5..5 + nl) {
-                            sni = Some(sanitize_bytes(n));
-                        }
-                    }
-                    match t {
-                        0xfe0d => f.ech = true,
-                        0xffce => f.esni = true,
-                        _ => {}
-                    }
-                    off += 4 + l;
-                }
-            }
+    let mut groups: &[u8] = &[];
+    let mut formats: &[u8] = &[];
+    for_each_extension(ext, |t, body| match t {
+        0x0000 if sni.is_none() => sni = server_name(body).map(sanitize_bytes),
+        0x0010 => f.alpn = alpn_ids(body).take(16).map(alpn_name).collect(),
+        0x002b => {
+            f.offered_versions = u16s(prefixed_list(body, false))
+                .filter(|v| !is_grease(*v))
+                .take(16)
+                .map(version_name)
+                .collect();
         }
-    }
-    // The JA3 string is assembled in one buffer (no per-number strings): this runs once per
-    // TLS flow and showed up in the pipeline's profile.
-    let mut ja3 = String::with_capacity(256);
-    push_number(&mut ja3, version);
-    ja3.push(',');
-    push_joined(&mut ja3, ciphers.iter().copied().filter(|x| !is_grease(*x)));
-    ja3.push(',');
-    push_joined(
-        &mut ja3,
-        ext_types.iter().copied().filter(|x| !is_grease(*x)),
-    );
-    ja3.push(',');
-    push_joined(&mut ja3, groups.iter().copied().filter(|x| !is_grease(*x)));
-    ja3.push(',');
-    push_joined(&mut ja3, formats.iter().map(|&x| u16::from(x)));
-    f.ja3 = Some(md5_hex(ja3.as_bytes()));
+        0x000a => groups = prefixed_list(body, true),
+        0x000b => formats = prefixed_list(body, false),
+        0xfe0d => f.ech = true,
+        0xffce => f.esni = true,
+        _ => {}
+    });
+    let not_grease = |x: &u16| !is_grease(*x);
+    let mut ja3 = Md5Text::new();
+    ja3.number(version);
+    ja3.push(b",");
+    ja3.list(real_ciphers);
+    ja3.push(b",");
+    ja3.list(extension_types(ext).filter(not_grease));
+    ja3.push(b",");
+    ja3.list(u16s(groups).filter(not_grease));
+    ja3.push(b",");
+    ja3.list(formats.iter().map(|&x| u16::from(x)));
+    f.ja3 = Some(ja3.finish());
     sni.filter(|s| !s.is_empty())
-}
-
-fn md5_hex(b: &[u8]) -> Fingerprint {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let digest = Md5::digest(b);
-    let mut hex = [0u8; 32];
-    for (pair, x) in hex.chunks_exact_mut(2).zip(digest.iter()) {
-        pair[0] = HEX[usize::from(x >> 4)];
-        pair[1] = HEX[usize::from(x & 0x0f)];
-    }
-    Fingerprint::new(&hex)
-}
-
-fn push_number(out: &mut String, value: u16) {
-    out.push_str(itoa::Buffer::new().format(value));
-}
-
-/// Appends decimal numbers joined by '-' (the JA3 list format).
-fn push_joined(out: &mut String, values: impl Iterator<Item = u16>) {
-    for (i, value) in values.enumerate() {
-        if i > 0 {
-            out.push('-');
-        }
-        push_number(out, value);
-    }
 }
 
 /// Server-side facts from a ServerHello. Returns true when it is a HelloRetryRequest.
@@ -405,43 +469,31 @@ fn server_hello_facts(
 ) -> bool {
     let hrr = random == HRR_RANDOM;
     let mut selected = version;
-    let mut ext_types = Vec::new();
-    if let Some(ext) = ext
-        && let Ok((_, exts)) = parse_tls_extensions(ext)
-    {
-        for e in &exts {
-            ext_types.push(TlsExtensionType::from(e).0);
-            match e {
-                TlsExtension::SupportedVersions(vs) => {
-                    if let Some(v) = vs.first() {
-                        selected = v.0;
-                    }
-                }
-                TlsExtension::ALPN(list) => {
-                    f.alpn_selected = list.first().map(|p| sanitize_bytes(p));
-                }
-                // In a ServerHello, supported_versions is a single u16 which tls-parser may
-                // report as Unknown: decode it by hand.
-                TlsExtension::Unknown(t, d) if t.0 == 43 && d.len() == 2 => {
-                    selected = u16::from_be_bytes([d[0], d[1]]);
-                }
-                _ => {}
+    let ext = ext.unwrap_or(&[]);
+    for_each_extension(ext, |t, body| match t {
+        // In a ServerHello supported_versions is the one selected version.
+        0x002b if body.len() == 2 => selected = u16::from_be_bytes([body[0], body[1]]),
+        0x002b => {
+            if let Some(v) = u16s(prefixed_list(body, false)).next() {
+                selected = v;
             }
         }
-    }
+        0x0010 => f.alpn_selected = alpn_ids(body).next().map(sanitize_bytes),
+        _ => {}
+    });
     if hrr {
         f.hello_retry_request = true;
         return true;
     }
     f.selected_version = Some(version_name(selected));
     f.cipher_suite = Some(cipher_name(cipher));
-    let mut ja3s = String::with_capacity(64);
-    push_number(&mut ja3s, version);
-    ja3s.push(',');
-    push_number(&mut ja3s, cipher);
-    ja3s.push(',');
-    push_joined(&mut ja3s, ext_types.iter().copied());
-    f.ja3s = Some(md5_hex(ja3s.as_bytes()));
+    let mut ja3s = Md5Text::new();
+    ja3s.number(version);
+    ja3s.push(b",");
+    ja3s.number(cipher);
+    ja3s.push(b",");
+    ja3s.list(extension_types(ext));
+    f.ja3s = Some(ja3s.finish());
     false
 }
 
@@ -457,14 +509,13 @@ pub(crate) fn client_hello_from_handshake(
         Parse::NeedMore => return Parse::NeedMore,
         Parse::NotThis => return Parse::NotThis,
     };
-    match parse_tls_message_handshake(msg) {
-        Ok((_, TlsMessage::Handshake(TlsMessageHandshake::ClientHello(ch)))) => {
-            let ciphers: Vec<u16> = ch.ciphers.iter().map(|c| c.0).collect();
+    match ClientHelloView::parse(&msg[4..]) {
+        Some(ch) => {
             let mut f = TlsFacts::default();
-            let sni = client_hello_facts(&mut f, transport, ch.version.0, &ciphers, ch.ext);
+            let sni = client_hello_facts(&mut f, transport, ch.version, ch.cipher_ids(), ch.ext);
             Parse::Done((f, sni))
         }
-        _ => Parse::NotThis,
+        None => Parse::NotThis,
     }
 }
 
@@ -497,16 +548,12 @@ pub(crate) fn server_hello_from_handshake(hs: &[u8]) -> Parse<TlsFacts> {
         Parse::NotThis => return Parse::NotThis,
     };
     let mut f = TlsFacts::default();
-    match parse_tls_message_handshake(msg) {
-        Ok((_, TlsMessage::Handshake(TlsMessageHandshake::ServerHello(sh)))) => {
-            server_hello_facts(&mut f, sh.version.0, sh.random, sh.cipher.0, sh.ext);
+    match ServerHelloView::parse(&msg[4..]) {
+        Some(sh) => {
+            server_hello_facts(&mut f, sh.version, sh.random, sh.cipher, sh.ext);
             Parse::Done(f)
         }
-        Ok((_, TlsMessage::Handshake(TlsMessageHandshake::HelloRetryRequest(_)))) => {
-            f.hello_retry_request = true;
-            Parse::Done(f)
-        }
-        _ => Parse::NotThis,
+        None => Parse::NotThis,
     }
 }
 
@@ -524,7 +571,7 @@ fn read_client(data: &[u8], f: &mut TlsFacts, past_ccs: bool) -> Result<ClientSi
         return Err(());
     }
     f.record_version = hs.first_version.map(version_name);
-    let (msgs, partial) = split_messages(&hs.bytes);
+    let mut msgs = Messages::new(&hs.bytes);
     let mut out = ClientSide {
         sni: None,
         seen_hello: false,
@@ -536,23 +583,26 @@ fn read_client(data: &[u8], f: &mut TlsFacts, past_ccs: bool) -> Result<ClientSi
     {
         return Err(());
     }
-    for (t, raw) in msgs {
+    for (t, raw) in msgs.by_ref() {
         if t != 1 {
             continue;
         }
-        match parse_tls_message_handshake(raw) {
-            Ok((_, TlsMessage::Handshake(TlsMessageHandshake::ClientHello(ch)))) => {
-                let ciphers: Vec<u16> = ch.ciphers.iter().map(|c| c.0).collect();
-                // Keep the latest ClientHello (after an HRR the second one counts).
-                out.sni = client_hello_facts(f, Ja4Transport::Tcp, ch.version.0, &ciphers, ch.ext)
-                    .or(out.sni);
+        match ClientHelloView::parse(&raw[4..]) {
+            // The server answers the first ClientHello, unless it asked for another with a
+            // HelloRetryRequest; then the latest counts. (A duplicated hello without an HRR
+            // keeps the first one's facts, as Suricata's tls-duplicate-hello test expects.)
+            Some(_) if out.seen_hello && !past_ccs => break,
+            Some(ch) => {
+                out.sni =
+                    client_hello_facts(f, Ja4Transport::Tcp, ch.version, ch.cipher_ids(), ch.ext)
+                        .or(out.sni);
                 out.seen_hello = true;
                 f.client_hello_records = f.client_hello_records.max(hs.records.max(1));
             }
-            _ => return if out.seen_hello { Ok(out) } else { Err(()) },
+            None => return if out.seen_hello { Ok(out) } else { Err(()) },
         }
     }
-    if !out.seen_hello && (partial || hs.partial_record || hs.bytes.is_empty()) {
+    if !out.seen_hello && (msgs.partial() || hs.partial_record || hs.bytes.is_empty()) {
         out.need_more = true;
         if hs.garbage {
             return Err(());
@@ -561,7 +611,6 @@ fn read_client(data: &[u8], f: &mut TlsFacts, past_ccs: bool) -> Result<ClientSi
     Ok(out)
 }
 
-/// Reads the server's cleartext flight. Returns (server hello seen, complete).
 /// The result of reading a flow's client bytes, remembered with the length it read. The
 /// stream buffer only ever appends, so the same length means the same bytes.
 pub(crate) struct ClientMemo {
@@ -614,27 +663,23 @@ fn read_client_memo(
     read
 }
 
+/// Reads the server's cleartext flight. Returns (server hello seen, complete).
 fn read_server(data: &[u8], f: &mut TlsFacts, past_ccs: bool) -> (bool, bool) {
     let hs = gather(data, past_ccs);
-    let (msgs, _partial) = split_messages(&hs.bytes);
     let mut seen = false;
     let mut complete = false;
     let mut hrr = false;
-    for (t, raw) in msgs {
+    for (t, raw) in Messages::new(&hs.bytes) {
         match t {
-            2 => match parse_tls_message_handshake(raw) {
-                Ok((_, TlsMessage::Handshake(TlsMessageHandshake::ServerHello(sh)))) => {
-                    hrr = server_hello_facts(f, sh.version.0, sh.random, sh.cipher.0, sh.ext);
+            2 => match ServerHelloView::parse(&raw[4..]) {
+                Some(sh) => {
+                    hrr = server_hello_facts(f, sh.version, sh.random, sh.cipher, sh.ext);
                     seen = !hrr;
                     if seen && f.selected_version.as_deref() == Some("TLS 1.3") {
                         complete = true;
                     }
                 }
-                Ok((_, TlsMessage::Handshake(TlsMessageHandshake::HelloRetryRequest(_)))) => {
-                    f.hello_retry_request = true;
-                    hrr = true;
-                }
-                _ => break,
+                None => break,
             },
             13 => f.client_cert_requested = Some(true),
             14 => {
@@ -784,12 +829,11 @@ pub(crate) fn detect_dtls(ctx: &Ctx) -> Parse<Detected> {
             if let DTLSMessage::Handshake(h) = m {
                 match &h.body {
                     DTLSMessageHandshakeBody::ClientHello(ch) => {
-                        let ciphers: Vec<u16> = ch.ciphers.iter().map(|c| c.0).collect();
                         sni = client_hello_facts(
                             &mut f,
                             Ja4Transport::Dtls,
                             ch.version.0,
-                            &ciphers,
+                            ch.ciphers.iter().map(|c| c.0),
                             ch.ext,
                         )
                         .or(sni);

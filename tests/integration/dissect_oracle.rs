@@ -412,6 +412,10 @@ enum Expect {
     QuicAlpn,
     /// `tls.ja4` / `quic.ja4`.
     Ja4,
+    /// `tls.ja3.hash`.
+    Ja3,
+    /// `tls.ja3s.hash`.
+    Ja3s,
 }
 
 /// Expectations of one test.yaml (and its test.rules).
@@ -435,10 +439,21 @@ fn expectations(yaml: &str, rules: &str) -> Vec<(Expect, String)> {
             ("http.hostname:", Expect::Host),
             ("tls.ja4:", Expect::Ja4),
             ("quic.ja4:", Expect::Ja4),
+            ("tls.ja3.hash:", Expect::Ja3),
+            ("tls.ja3s.hash:", Expect::Ja3s),
         ] {
             if let Some(v) = l.strip_prefix(field) {
                 push(kind, unquote(v));
             }
+        }
+        // The JA3 string itself: its MD5 is the hash.
+        if let Some(v) = l.strip_prefix("tls.ja3.string:") {
+            use md5::Digest;
+            let digest = md5::Md5::digest(unquote(v).as_bytes());
+            push(
+                Expect::Ja3,
+                digest.iter().map(|b| format!("{b:02x}")).collect(),
+            );
         }
         let Some(rest) = l.strip_prefix("quic.extensions[") else {
             continue;
@@ -483,7 +498,8 @@ fn test_captures(dir: &std::path::Path, yaml: &str) -> Vec<std::path::PathBuf> {
 /// Suricata-verify expectations that apply to dissection, from `tests/*/test.yaml`: `tls.sni`
 /// and `http.hostname` values must be found in some flow of that test's capture(s); QUIC
 /// server names and ALPNs (`quic.extensions[…]`, `quic.sni` rules) in some QUIC flow; JA4
-/// fingerprints (`tls.ja4`, `quic.ja4`) in some flow's TLS facts (TCP, QUIC or DTLS).
+/// fingerprints (`tls.ja4`, `quic.ja4`), JA3 (`tls.ja3.hash`, or the MD5 of `tls.ja3.string`)
+/// and JA3S (`tls.ja3s.hash`) in some flow's TLS facts (TCP, QUIC or DTLS).
 #[test]
 fn suricata_expectations() {
     use podwire::dissect::Facts;
@@ -494,9 +510,26 @@ fn suricata_expectations() {
     let tests = root.join("pcap/suricata-verify/tests");
     let mut scores: BTreeMap<Expect, Score> = BTreeMap::new();
     let mut misses = Vec::new();
-    let mut dirs: Vec<_> = std::fs::read_dir(&tests)
-        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
+    let subdirs = |dir: &std::path::Path| -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(dir)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.is_dir())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    // Tests sit in `tests/NAME/` or one level deeper, grouped (`tests/tls/NAME/`).
+    let mut dirs: Vec<_> = subdirs(&tests)
+        .into_iter()
+        .flat_map(|d| {
+            if d.join("test.yaml").is_file() {
+                vec![d]
+            } else {
+                subdirs(&d)
+            }
+        })
+        .collect();
     dirs.sort();
     for dir in dirs {
         let Ok(text) = std::fs::read_to_string(dir.join("test.yaml")) else {
@@ -552,8 +585,14 @@ fn suricata_expectations() {
                     tls.push(t);
                 }
                 for t in tls {
-                    if let Some(j) = &t.ja4 {
-                        seen.push((Expect::Ja4, j.to_string()));
+                    for (kind, fingerprint) in [
+                        (Expect::Ja4, &t.ja4),
+                        (Expect::Ja3, &t.ja3),
+                        (Expect::Ja3s, &t.ja3s),
+                    ] {
+                        if let Some(j) = fingerprint {
+                            seen.push((kind, j.to_string()));
+                        }
                     }
                 }
             }
@@ -589,9 +628,15 @@ fn suricata_expectations() {
     let (ha, hd) = get(Expect::Host);
     let (found, total) = (sa + ha, sa + sd + ha + hd);
     assert!(total == 0 || found * 100 >= total * 85, "{found}/{total}");
-    // JA4, QUIC ALPN and QUIC SNI (IETF QUIC from decrypted Initials; quic-alerts' Google
-    // QUIC Q046 from the cleartext CHLO): every expectation holds.
-    for k in [Expect::Ja4, Expect::QuicAlpn, Expect::QuicSni] {
+    // JA4, JA3, JA3S, QUIC ALPN and QUIC SNI (IETF QUIC from decrypted Initials;
+    // quic-alerts' Google QUIC Q046 from the cleartext CHLO): every expectation holds.
+    for k in [
+        Expect::Ja4,
+        Expect::Ja3,
+        Expect::Ja3s,
+        Expect::QuicAlpn,
+        Expect::QuicSni,
+    ] {
         let (a, d) = get(k);
         assert!(a > 0 && d == 0, "{k:?}: {a} met, {d} missed");
     }
