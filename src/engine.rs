@@ -334,11 +334,14 @@ impl Engine {
             self.rtt.record(service, rtt);
         }
         if self.table.counters.created != created_before {
-            *self
-                .stats
-                .flows_by_proto
-                .entry(ipproto::name(key.proto).into_owned())
-                .or_default() += 1;
+            // Look up before inserting: the name is allocated once per protocol, not per flow.
+            let name = ipproto::name(key.proto);
+            match self.stats.flows_by_proto.get_mut(name.as_ref()) {
+                Some(count) => *count += 1,
+                None => {
+                    self.stats.flows_by_proto.insert(name.into_owned(), 1);
+                }
+            }
         }
         attribution
     }

@@ -16,13 +16,14 @@ use crate::sanitize::{sanitize, sanitize_capped};
 /// Facts from the first HTTP/1.x exchange.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct HttpFacts {
-    pub method: Option<String>,
+    /// One of the request methods podwire recognises (so never a copy of wire bytes).
+    pub method: Option<&'static str>,
     pub host: Option<String>,
     /// Request target, at most 128 characters.
     pub path: Option<String>,
     pub user_agent: Option<String>,
     /// "HTTP/1.0" or "HTTP/1.1".
-    pub version: Option<String>,
+    pub version: Option<&'static str>,
     pub status: Option<u16>,
     pub content_type: Option<String>,
     /// Value of an `Upgrade` request header (e.g. "websocket", "h2c").
@@ -43,40 +44,46 @@ pub struct Http2Facts {
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-fn method_ok(m: &[u8]) -> bool {
-    const METHODS: &[&[u8]] = &[
-        b"GET",
-        b"POST",
-        b"PUT",
-        b"HEAD",
-        b"DELETE",
-        b"OPTIONS",
-        b"PATCH",
-        b"TRACE",
-        b"CONNECT",
-        b"PROPFIND",
-        b"PROPPATCH",
-        b"MKCOL",
-        b"COPY",
-        b"MOVE",
-        b"LOCK",
-        b"UNLOCK",
-        b"REPORT",
-        b"SEARCH",
-        b"NOTIFY",
-        b"SUBSCRIBE",
-        b"M-SEARCH",
-        b"PURGE",
-        b"MKCALENDAR",
+/// The request methods podwire recognises, as `m` names one.
+fn known_method(m: &[u8]) -> Option<&'static str> {
+    const METHODS: &[&str] = &[
+        "GET",
+        "POST",
+        "PUT",
+        "HEAD",
+        "DELETE",
+        "OPTIONS",
+        "PATCH",
+        "TRACE",
+        "CONNECT",
+        "PROPFIND",
+        "PROPPATCH",
+        "MKCOL",
+        "COPY",
+        "MOVE",
+        "LOCK",
+        "UNLOCK",
+        "REPORT",
+        "SEARCH",
+        "NOTIFY",
+        "SUBSCRIBE",
+        "M-SEARCH",
+        "PURGE",
+        "MKCALENDAR",
     ];
-    METHODS.contains(&m)
+    METHODS.iter().copied().find(|known| known.as_bytes() == m)
+}
+
+/// The version name of httparse's minor version (it reads only HTTP/1.0 and HTTP/1.1).
+fn version_name(minor: u8) -> &'static str {
+    if minor == 0 { "HTTP/1.0" } else { "HTTP/1.1" }
 }
 
 /// Checks whether `c` could begin an HTTP/1 request (method then space), tolerating prefixes.
 fn request_prefix(c: &[u8]) -> Parse<()> {
     let end = c.iter().position(|&b| b == b' ');
     match end {
-        Some(n) if method_ok(&c[..n]) => Parse::Done(()),
+        Some(n) if known_method(&c[..n]).is_some() => Parse::Done(()),
         Some(_) => Parse::NotThis,
         None if c.len() < 12 && c.iter().all(|b| b.is_ascii_uppercase() || *b == b'-') => {
             Parse::NeedMore
@@ -148,9 +155,9 @@ pub(crate) fn detect_http(ctx: &Ctx) -> Parse<Detected> {
         }
     }
     let mut f = HttpFacts {
-        method: req.method.map(sanitize),
+        method: req.method.and_then(|m| known_method(m.as_bytes())),
         path: req.path.map(|p| sanitize_capped(p, 128)),
-        version: req.version.map(|v| format!("HTTP/1.{v}")),
+        version: req.version.map(version_name),
         ..Default::default()
     };
     let mut d = Detected::new(App::Http, Encryption::Plaintext, None, false);
@@ -191,7 +198,7 @@ pub(crate) fn detect_http(ctx: &Ctx) -> Parse<Detected> {
         d.complete = true;
         return Parse::Done(d);
     }
-    if f.method.as_deref() == Some("CONNECT") && f.status.is_some_and(|s| (200..300).contains(&s)) {
+    if f.method == Some("CONNECT") && f.status.is_some_and(|s| (200..300).contains(&s)) {
         // A proxy tunnel: what follows the heads is usually TLS.
         let c_tls = c.get(status_len(&status)..).unwrap_or(&[]);
         let s_tls = response_len(ctx.s2c).map_or(&[][..], |n| &ctx.s2c[n..]);
@@ -285,7 +292,7 @@ fn parse_response(s: &[u8], f: &mut HttpFacts) -> bool {
         Ok(st) => {
             f.status = resp.code;
             if f.version.is_none() {
-                f.version = resp.version.map(|v| format!("HTTP/1.{v}"));
+                f.version = resp.version.map(version_name);
             }
             for h in resp.headers.iter() {
                 if h.name.eq_ignore_ascii_case("server") {

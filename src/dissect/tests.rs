@@ -254,7 +254,7 @@ fn http_request_response_and_credentials() {
         panic!()
     };
     assert_eq!(f.host.as_deref(), Some("www.ethereal.com"));
-    assert_eq!(f.method.as_deref(), Some("GET"));
+    assert_eq!(f.method, Some("GET"));
     assert_eq!(f.status, Some(200));
     let kinds: Vec<_> = info.credentials.iter().map(|c| c.kind).collect();
     assert_eq!(kinds, vec![CredKind::HttpBasic, CredKind::Cookie]);

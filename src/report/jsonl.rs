@@ -216,7 +216,7 @@ fn push_str_list(buf: &mut Vec<u8>, values: &[impl AsRef<str>]) {
 fn push_http(buf: &mut Vec<u8>, http: &HttpFacts) {
     let mut num = itoa::Buffer::new();
     buf.extend_from_slice(b"{\"method\":");
-    push_opt_str(buf, http.method.as_deref());
+    push_opt_str(buf, http.method);
     buf.extend_from_slice(b",\"host\":");
     push_opt_str(buf, http.host.as_deref());
     buf.extend_from_slice(b",\"path\":");
@@ -224,7 +224,7 @@ fn push_http(buf: &mut Vec<u8>, http: &HttpFacts) {
     buf.extend_from_slice(b",\"user_agent\":");
     push_opt_str(buf, http.user_agent.as_deref());
     buf.extend_from_slice(b",\"version\":");
-    push_opt_str(buf, http.version.as_deref());
+    push_opt_str(buf, http.version);
     buf.extend_from_slice(b",\"status\":");
     match http.status {
         Some(status) => buf.extend_from_slice(num.format(status).as_bytes()),
