@@ -12,8 +12,7 @@
 //! first inconsistency), and allocates nothing unless a hostile hello
 //! carries more than [`STACK_LIST`] ciphers or extensions.
 
-use ring::digest;
-
+use super::digest::{DigestMemo, Kind};
 use super::hello::{be16, for_each_extension, u16s};
 use super::tls::{Fingerprint, is_grease};
 
@@ -87,67 +86,18 @@ fn two_digits(n: usize) -> [u8; 2] {
     [b'0' + n / 10, b'0' + n % 10]
 }
 
-/// Feeds SHA-256 through a stack buffer: one `update` per kilobyte, not per 4-digit item.
-struct HexHasher {
-    ctx: digest::Context,
-    buf: [u8; 1024],
-    len: usize,
-    any: bool,
-}
-
-impl HexHasher {
-    fn new() -> Self {
-        HexHasher {
-            ctx: digest::Context::new(&digest::SHA256),
-            buf: [0; 1024],
-            len: 0,
-            any: false,
-        }
+/// Appends `sep` (when given) and `v` as 4 lowercase hex digits.
+fn push_hex(text: &mut Vec<u8>, sep: Option<u8>, v: u16) {
+    if let Some(c) = sep {
+        text.push(c);
     }
-
-    /// Appends `sep` (when given) and `v` as 4 lowercase hex digits.
-    fn push(&mut self, sep: Option<u8>, v: u16) {
-        if self.len + 5 > self.buf.len() {
-            self.ctx.update(&self.buf[..self.len]);
-            self.len = 0;
-        }
-        if let Some(c) = sep {
-            self.buf[self.len] = c;
-            self.len += 1;
-        }
-        let b = v.to_be_bytes();
-        self.buf[self.len..self.len + 4].copy_from_slice(&[
-            HEX[(b[0] >> 4) as usize],
-            HEX[(b[0] & 0xf) as usize],
-            HEX[(b[1] >> 4) as usize],
-            HEX[(b[1] & 0xf) as usize],
-        ]);
-        self.len += 4;
-        self.any = true;
-    }
-
-    fn push_byte(&mut self, c: u8) {
-        if self.len == self.buf.len() {
-            self.ctx.update(&self.buf[..self.len]);
-            self.len = 0;
-        }
-        self.buf[self.len] = c;
-        self.len += 1;
-    }
-
-    /// Writes the first 12 hex digits of the digest, or zeros when no item was pushed.
-    fn finish12(mut self, out: &mut [u8]) {
-        if !self.any {
-            out[..12].copy_from_slice(b"000000000000");
-            return;
-        }
-        self.ctx.update(&self.buf[..self.len]);
-        let d = self.ctx.finish();
-        for (i, b) in d.as_ref().iter().take(6).enumerate() {
-            out[2 * i] = HEX[(b >> 4) as usize];
-            out[2 * i + 1] = HEX[(b & 0xf) as usize];
-        }
-    }
+    let b = v.to_be_bytes();
+    text.extend_from_slice(&[
+        HEX[(b[0] >> 4) as usize],
+        HEX[(b[0] & 0xf) as usize],
+        HEX[(b[1] >> 4) as usize],
+        HEX[(b[1] & 0xf) as usize],
+    ]);
 }
 
 /// Sorts `items` (stack array, or one Vec when there are too many) and hands them to `f`.
@@ -169,19 +119,35 @@ fn with_sorted<R>(items: impl Iterator<Item = u16> + Clone, f: impl FnOnce(&[u16
 }
 
 /// Writes the first 12 hex digits of the SHA-256 of `list` (comma separated, 4-digit hex)
-/// followed, when `tail` is given, by `_` and its items (comma separated, in order).
-fn hash12(list: &[u16], tail: Option<impl Iterator<Item = u16>>, out: &mut [u8]) {
-    let mut h = HexHasher::new();
+/// followed, when `tail` is given, by `_` and its items (comma separated, in order); zeros
+/// when there is no item at all.
+fn hash12(
+    list: &[u16],
+    tail: Option<impl Iterator<Item = u16>>,
+    out: &mut [u8],
+    memo: &mut DigestMemo,
+) {
+    let text = memo.text();
+    let mut any = !list.is_empty();
     for (i, v) in list.iter().enumerate() {
-        h.push((i > 0).then_some(b','), *v);
+        push_hex(text, (i > 0).then_some(b','), *v);
     }
     if let Some(tail) = tail {
-        h.push_byte(b'_');
+        text.push(b'_');
         for (i, v) in tail.enumerate() {
-            h.push((i > 0).then_some(b','), v);
+            push_hex(text, (i > 0).then_some(b','), v);
+            any = true;
         }
     }
-    h.finish12(out);
+    if !any {
+        out[..12].copy_from_slice(b"000000000000");
+        return;
+    }
+    let digest = memo.digest(Kind::Sha256);
+    for (i, b) in digest.iter().take(6).enumerate() {
+        out[2 * i] = HEX[(b >> 4) as usize];
+        out[2 * i + 1] = HEX[(b & 0xf) as usize];
+    }
 }
 
 /// The JA4 fingerprint of a ClientHello.
@@ -190,6 +156,7 @@ pub(crate) fn ja4(
     legacy_version: u16,
     ciphers: impl Iterator<Item = u16> + Clone,
     ext: &[u8],
+    memo: &mut DigestMemo,
 ) -> Fingerprint {
     let mut out = [0u8; 36];
     out[0] = match transport {
@@ -227,7 +194,7 @@ pub(crate) fn ja4(
     out[8..10].copy_from_slice(&alpn_code(alpn));
     out[10] = b'_';
     with_sorted(real_ciphers, |list| {
-        hash12(list, None::<std::iter::Empty<u16>>, &mut out[11..23]);
+        hash12(list, None::<std::iter::Empty<u16>>, &mut out[11..23], memo);
     });
     out[23] = b'_';
     let sigs = u16s(sig_algs).filter(|v| !is_grease(*v));
@@ -235,7 +202,7 @@ pub(crate) fn ja4(
     // `0005,000a,…,ff01_` (suricata-verify bug-5713-02 pins the resulting hash).
     with_sorted(ExtTypeIter { ext, off: 0 }, |list| {
         let tail = (!list.is_empty() || !sig_algs.is_empty()).then_some(sigs);
-        hash12(list, tail, &mut out[24..36]);
+        hash12(list, tail, &mut out[24..36], memo);
     });
     Fingerprint::new(&out)
 }
@@ -287,7 +254,13 @@ mod tests {
 
     #[test]
     fn empty_lists_hash_to_zeros() {
-        let j = ja4(Ja4Transport::Tcp, 0x0303, [].into_iter(), &[]);
+        let j = ja4(
+            Ja4Transport::Tcp,
+            0x0303,
+            [].into_iter(),
+            &[],
+            &mut DigestMemo::default(),
+        );
         assert_eq!(j, "t12i000000_000000000000_000000000000");
     }
 
@@ -309,6 +282,7 @@ mod tests {
             0x0301,
             [0x002f, 0x0035].into_iter(),
             &ext,
+            &mut DigestMemo::default(),
         );
         assert_eq!(&j[..10], "t10i020600");
         assert_eq!(&j[24..], "ce66f3b797c1");
@@ -322,8 +296,9 @@ mod tests {
             0x0303,
             [0x1302, 0x0a0a, 0x1301].into_iter(),
             &[],
+            &mut DigestMemo::default(),
         );
-        let d = digest::digest(&digest::SHA256, b"1301,1302");
+        let d = ring::digest::digest(&ring::digest::SHA256, b"1301,1302");
         let hex: String = d.as_ref()[..6].iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(&j[..11], "q12i020000_");
         assert_eq!(&j[11..23], hex);

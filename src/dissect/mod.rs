@@ -47,6 +47,7 @@
 //! Ports are only a hint: they order the candidates (so the port's protocol wins a tie) and are
 //! reported as `port_hint` when content alone cannot decide. SSH on port 80 is SSH.
 
+mod digest;
 pub mod dns;
 mod hello;
 pub mod http;
@@ -418,6 +419,9 @@ pub struct Budget {
     pub limits: Limits,
     in_use: Arc<AtomicUsize>,
     pub stats: BudgetStats,
+    /// Shared by the engine's flows like the buffer budget: a bounded memo of TLS
+    /// fingerprint digests (see `digest`).
+    digests: std::cell::RefCell<digest::DigestMemo>,
 }
 
 impl Budget {
@@ -426,6 +430,7 @@ impl Budget {
             limits,
             in_use: Arc::new(AtomicUsize::new(0)),
             stats: BudgetStats::default(),
+            digests: Default::default(),
         }
     }
 
@@ -508,6 +513,8 @@ pub(crate) struct Ctx<'a> {
     pub rport: u16,
     /// The flow's memo of its last ClientHello parse (TCP flows; `None` elsewhere).
     pub tls_memo: Option<&'a tls::ClientMemoCell>,
+    /// The engine's memo of fingerprint digests (`None`: digests are computed each time).
+    pub digests: Option<&'a std::cell::RefCell<digest::DigestMemo>>,
 }
 
 impl Ctx<'_> {
@@ -873,6 +880,7 @@ impl FlowDissector {
             iport,
             rport,
             tls_memo: Some(&inner.tls_memo),
+            digests: Some(&budget.digests),
         };
         let hint = port_app(transport, rport).or_else(|| port_app(transport, iport));
         let midstream = c.midstream || s.midstream;
@@ -932,6 +940,7 @@ impl FlowDissector {
             iport,
             rport,
             tls_memo: None,
+            digests: None,
         };
         let hint = port_app(transport, rport).or_else(|| port_app(transport, iport));
         let prev = inner.info.app;

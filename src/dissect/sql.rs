@@ -44,7 +44,7 @@ pub(crate) fn upgrade_after(
             true,
         );
     }
-    match parse_tls_pair(c2s_tls, s2c_tls, c2s_closed, None) {
+    match parse_tls_pair(c2s_tls, s2c_tls, c2s_closed, None, None) {
         Parse::Done((f, sni, complete)) => (
             Upgrade {
                 via,

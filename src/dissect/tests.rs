@@ -30,6 +30,7 @@ fn ctx<'a>(c2s: &'a [u8], s2c: &'a [u8]) -> Ctx<'a> {
         iport: 40000,
         rport: 9999,
         tls_memo: None,
+        digests: None,
     }
 }
 

@@ -10,12 +10,14 @@
 
 use std::borrow::Cow;
 
-use md5::{Digest, Md5};
 use serde::Serialize;
 use tls_parser::{
     DTLSMessage, DTLSMessageHandshakeBody, TlsCipherSuite, parse_dtls_plaintext_record,
 };
 
+use std::cell::RefCell;
+
+use super::digest::{DigestMemo, Kind};
 use super::hello::{ClientHelloView, ServerHelloView, be16, for_each_extension, u16s};
 use super::ja4::{Ja4Transport, ja4};
 use super::{App, Ctx, Detected, Encryption, Facts, Parse};
@@ -303,61 +305,31 @@ impl<'a> Iterator for Messages<'a> {
     }
 }
 
-/// Feeds a JA3/JA3S string to MD5 through a stack buffer: one `update` per buffer, not per
-/// number, and no string on the heap.
-struct Md5Text {
-    md5: Md5,
-    buf: [u8; 256],
-    len: usize,
+/// Appends `value` in decimal (JA3 text).
+fn push_number(text: &mut Vec<u8>, value: u16) {
+    text.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
 }
 
-impl Md5Text {
-    fn new() -> Self {
-        Md5Text {
-            md5: Md5::new(),
-            buf: [0; 256],
-            len: 0,
+/// Appends decimal numbers joined by '-' (the JA3 list format).
+fn push_list(text: &mut Vec<u8>, values: impl Iterator<Item = u16>) {
+    for (i, value) in values.enumerate() {
+        if i > 0 {
+            text.push(b'-');
         }
+        push_number(text, value);
     }
+}
 
-    fn push(&mut self, bytes: &[u8]) {
-        if self.len + bytes.len() > self.buf.len() {
-            self.md5.update(&self.buf[..self.len]);
-            self.len = 0;
-        }
-        if bytes.len() > self.buf.len() {
-            self.md5.update(bytes);
-            return;
-        }
-        self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
-        self.len += bytes.len();
+/// The MD5 of the memo's text as a JA3-style hex fingerprint.
+fn md5_fingerprint(memo: &mut DigestMemo) -> Fingerprint {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digest = memo.digest(Kind::Md5);
+    let mut hex = [0u8; 32];
+    for (pair, x) in hex.chunks_exact_mut(2).zip(&digest[..16]) {
+        pair[0] = HEX[usize::from(x >> 4)];
+        pair[1] = HEX[usize::from(x & 0x0f)];
     }
-
-    fn number(&mut self, value: u16) {
-        self.push(itoa::Buffer::new().format(value).as_bytes());
-    }
-
-    /// Decimal numbers joined by '-' (the JA3 list format).
-    fn list(&mut self, values: impl Iterator<Item = u16>) {
-        for (i, value) in values.enumerate() {
-            if i > 0 {
-                self.push(b"-");
-            }
-            self.number(value);
-        }
-    }
-
-    fn finish(mut self) -> Fingerprint {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        self.md5.update(&self.buf[..self.len]);
-        let digest = self.md5.finalize();
-        let mut hex = [0u8; 32];
-        for (pair, x) in hex.chunks_exact_mut(2).zip(digest.iter()) {
-            pair[0] = HEX[usize::from(x >> 4)];
-            pair[1] = HEX[usize::from(x & 0x0f)];
-        }
-        Fingerprint::new(&hex)
-    }
+    Fingerprint::new(&hex)
 }
 
 /// The extension types of a raw extensions block, in order.
@@ -419,9 +391,10 @@ fn client_hello_facts(
     version: u16,
     ciphers: impl Iterator<Item = u16> + Clone,
     ext: Option<&[u8]>,
+    memo: &mut DigestMemo,
 ) -> Option<String> {
     let ext = ext.unwrap_or(&[]);
-    f.ja4 = Some(ja4(transport, version, ciphers.clone(), ext));
+    f.ja4 = Some(ja4(transport, version, ciphers.clone(), ext, memo));
     f.client_version = Some(version_name(version));
     let real_ciphers = ciphers.filter(|c| !is_grease(*c));
     f.offered_cipher_count = real_ciphers.clone().count();
@@ -445,17 +418,17 @@ fn client_hello_facts(
         _ => {}
     });
     let not_grease = |x: &u16| !is_grease(*x);
-    let mut ja3 = Md5Text::new();
-    ja3.number(version);
-    ja3.push(b",");
-    ja3.list(real_ciphers);
-    ja3.push(b",");
-    ja3.list(extension_types(ext).filter(not_grease));
-    ja3.push(b",");
-    ja3.list(u16s(groups).filter(not_grease));
-    ja3.push(b",");
-    ja3.list(formats.iter().map(|&x| u16::from(x)));
-    f.ja3 = Some(ja3.finish());
+    let ja3 = memo.text();
+    push_number(ja3, version);
+    ja3.push(b',');
+    push_list(ja3, real_ciphers);
+    ja3.push(b',');
+    push_list(ja3, extension_types(ext).filter(not_grease));
+    ja3.push(b',');
+    push_list(ja3, u16s(groups).filter(not_grease));
+    ja3.push(b',');
+    push_list(ja3, formats.iter().map(|&x| u16::from(x)));
+    f.ja3 = Some(md5_fingerprint(memo));
     sni.filter(|s| !s.is_empty())
 }
 
@@ -466,6 +439,7 @@ fn server_hello_facts(
     random: &[u8],
     cipher: u16,
     ext: Option<&[u8]>,
+    memo: &mut DigestMemo,
 ) -> bool {
     let hrr = random == HRR_RANDOM;
     let mut selected = version;
@@ -487,13 +461,13 @@ fn server_hello_facts(
     }
     f.selected_version = Some(version_name(selected));
     f.cipher_suite = Some(cipher_name(cipher));
-    let mut ja3s = Md5Text::new();
-    ja3s.number(version);
-    ja3s.push(b",");
-    ja3s.number(cipher);
-    ja3s.push(b",");
-    ja3s.list(extension_types(ext));
-    f.ja3s = Some(ja3s.finish());
+    let ja3s = memo.text();
+    push_number(ja3s, version);
+    ja3s.push(b',');
+    push_number(ja3s, cipher);
+    ja3s.push(b',');
+    push_list(ja3s, extension_types(ext));
+    f.ja3s = Some(md5_fingerprint(memo));
     false
 }
 
@@ -512,7 +486,15 @@ pub(crate) fn client_hello_from_handshake(
     match ClientHelloView::parse(&msg[4..]) {
         Some(ch) => {
             let mut f = TlsFacts::default();
-            let sni = client_hello_facts(&mut f, transport, ch.version, ch.cipher_ids(), ch.ext);
+            let mut memo = DigestMemo::default();
+            let sni = client_hello_facts(
+                &mut f,
+                transport,
+                ch.version,
+                ch.cipher_ids(),
+                ch.ext,
+                &mut memo,
+            );
             Parse::Done((f, sni))
         }
         None => Parse::NotThis,
@@ -550,7 +532,14 @@ pub(crate) fn server_hello_from_handshake(hs: &[u8]) -> Parse<TlsFacts> {
     let mut f = TlsFacts::default();
     match ServerHelloView::parse(&msg[4..]) {
         Some(sh) => {
-            server_hello_facts(&mut f, sh.version, sh.random, sh.cipher, sh.ext);
+            server_hello_facts(
+                &mut f,
+                sh.version,
+                sh.random,
+                sh.cipher,
+                sh.ext,
+                &mut DigestMemo::default(),
+            );
             Parse::Done(f)
         }
         None => Parse::NotThis,
@@ -565,7 +554,12 @@ struct ClientSide {
     need_more: bool,
 }
 
-fn read_client(data: &[u8], f: &mut TlsFacts, past_ccs: bool) -> Result<ClientSide, ()> {
+fn read_client(
+    data: &[u8],
+    f: &mut TlsFacts,
+    past_ccs: bool,
+    memo: &mut DigestMemo,
+) -> Result<ClientSide, ()> {
     let hs = gather(data, past_ccs);
     if hs.garbage && hs.records == 0 && hs.bytes.is_empty() {
         return Err(());
@@ -593,9 +587,15 @@ fn read_client(data: &[u8], f: &mut TlsFacts, past_ccs: bool) -> Result<ClientSi
             // keeps the first one's facts, as Suricata's tls-duplicate-hello test expects.)
             Some(_) if out.seen_hello && !past_ccs => break,
             Some(ch) => {
-                out.sni =
-                    client_hello_facts(f, Ja4Transport::Tcp, ch.version, ch.cipher_ids(), ch.ext)
-                        .or(out.sni);
+                out.sni = client_hello_facts(
+                    f,
+                    Ja4Transport::Tcp,
+                    ch.version,
+                    ch.cipher_ids(),
+                    ch.ext,
+                    memo,
+                )
+                .or(out.sni);
                 out.seen_hello = true;
                 f.client_hello_records = f.client_hello_records.max(hs.records.max(1));
             }
@@ -631,6 +631,7 @@ fn read_client_memo(
     past_ccs: bool,
     memo: Option<&ClientMemoCell>,
     last: bool,
+    digests: &mut DigestMemo,
 ) -> Result<(ClientSide, TlsFacts), ()> {
     if let Some(cell) = memo {
         let mut slot = cell.borrow_mut();
@@ -650,7 +651,7 @@ fn read_client_memo(
         }
     }
     let mut f = TlsFacts::default();
-    let read = read_client(data, &mut f, past_ccs).map(|c| (c, f));
+    let read = read_client(data, &mut f, past_ccs, digests).map(|c| (c, f));
     if let Some(cell) = memo
         && !last
     {
@@ -664,7 +665,12 @@ fn read_client_memo(
 }
 
 /// Reads the server's cleartext flight. Returns (server hello seen, complete).
-fn read_server(data: &[u8], f: &mut TlsFacts, past_ccs: bool) -> (bool, bool) {
+fn read_server(
+    data: &[u8],
+    f: &mut TlsFacts,
+    past_ccs: bool,
+    memo: &mut DigestMemo,
+) -> (bool, bool) {
     let hs = gather(data, past_ccs);
     let mut seen = false;
     let mut complete = false;
@@ -673,7 +679,7 @@ fn read_server(data: &[u8], f: &mut TlsFacts, past_ccs: bool) -> (bool, bool) {
         match t {
             2 => match ServerHelloView::parse(&raw[4..]) {
                 Some(sh) => {
-                    hrr = server_hello_facts(f, sh.version, sh.random, sh.cipher, sh.ext);
+                    hrr = server_hello_facts(f, sh.version, sh.random, sh.cipher, sh.ext, memo);
                     seen = !hrr;
                     if seen && f.selected_version.as_deref() == Some("TLS 1.3") {
                         complete = true;
@@ -719,6 +725,7 @@ pub(crate) fn parse_tls_pair(
     s2c: &[u8],
     c2s_closed: bool,
     memo: Option<&ClientMemoCell>,
+    digests: Option<&RefCell<DigestMemo>>,
 ) -> Parse<(TlsFacts, Option<String>, bool)> {
     if c2s.is_empty() {
         return Parse::NeedMore;
@@ -733,16 +740,19 @@ pub(crate) fn parse_tls_pair(
     }
     // First pass without skipping CCS; if the server sent an HRR, a second ClientHello may
     // follow a compatibility CCS.
+    let mut own_digests = DigestMemo::default();
+    let mut shared_digests = digests.map(RefCell::borrow_mut);
+    let digests = shared_digests.as_deref_mut().unwrap_or(&mut own_digests);
     let mut server = TlsFacts::default();
-    let (sh_seen, complete) = read_server(s2c, &mut server, false);
+    let (sh_seen, complete) = read_server(s2c, &mut server, false, digests);
     let past_ccs = server.hello_retry_request;
     let (sh_seen, complete) = if past_ccs {
         server = TlsFacts::default();
-        read_server(s2c, &mut server, true)
+        read_server(s2c, &mut server, true, digests)
     } else {
         (sh_seen, complete)
     };
-    let (client, mut f) = match read_client_memo(c2s, past_ccs, memo, complete) {
+    let (client, mut f) = match read_client_memo(c2s, past_ccs, memo, complete, digests) {
         Ok(read) => read,
         Err(()) => return Parse::NotThis,
     };
@@ -773,7 +783,10 @@ pub(crate) fn detect_tls(ctx: &Ctx) -> Parse<Detected> {
         // A server that speaks first is not TLS (unless we picked the flow up mid-way).
         if ctx.s2c.len() >= 3 && ctx.s2c[0] == 22 && ctx.s2c[1] == 3 {
             let mut f = TlsFacts::default();
-            let (seen, complete) = read_server(ctx.s2c, &mut f, false);
+            let mut digests = ctx.digests.map(RefCell::borrow_mut);
+            let mut own = DigestMemo::default();
+            let digests = digests.as_deref_mut().unwrap_or(&mut own);
+            let (seen, complete) = read_server(ctx.s2c, &mut f, false, digests);
             if seen {
                 let mut d = Detected::new(
                     App::Tls,
@@ -794,7 +807,7 @@ pub(crate) fn detect_tls(ctx: &Ctx) -> Parse<Detected> {
     if !(c[0] == 22 || is_sslv2_hello(c) || (c.len() < 5 && c[0] & 0x80 != 0)) {
         return Parse::NotThis;
     }
-    match parse_tls_pair(c, ctx.s2c, ctx.c2s_closed, ctx.tls_memo) {
+    match parse_tls_pair(c, ctx.s2c, ctx.c2s_closed, ctx.tls_memo, ctx.digests) {
         Parse::Done((f, sni, complete)) => {
             let mut d = Detected::new(App::Tls, Encryption::Encrypted, None, complete);
             d.service = service_hint(sni.as_deref(), ctx);
@@ -820,6 +833,7 @@ pub(crate) fn detect_dtls(ctx: &Ctx) -> Parse<Detected> {
     let mut sni = None;
     let mut off = 0usize;
     let mut any = false;
+    let mut digests = DigestMemo::default();
     while off < d.len() {
         let Ok((rest, rec)) = parse_dtls_plaintext_record(&d[off..]) else {
             break;
@@ -835,11 +849,19 @@ pub(crate) fn detect_dtls(ctx: &Ctx) -> Parse<Detected> {
                             ch.version.0,
                             ch.ciphers.iter().map(|c| c.0),
                             ch.ext,
+                            &mut digests,
                         )
                         .or(sni);
                     }
                     DTLSMessageHandshakeBody::ServerHello(sh) => {
-                        server_hello_facts(&mut f, sh.version.0, sh.random, sh.cipher.0, sh.ext);
+                        server_hello_facts(
+                            &mut f,
+                            sh.version.0,
+                            sh.random,
+                            sh.cipher.0,
+                            sh.ext,
+                            &mut digests,
+                        );
                     }
                     _ => {}
                 }
@@ -935,14 +957,15 @@ mod tests {
         let hrr = server_hello(&HRR_RANDOM);
         let sh = server_hello(&[7; 32]);
         let memo = ClientMemoCell::default();
+        let digests = RefCell::new(DigestMemo::default());
         let steps = [
             (Vec::new(), "one.example"),
             (hrr.clone(), "two.example"),
             ([hrr, sh].concat(), "two.example"),
         ];
         for (s2c, sni) in steps {
-            let fresh = parse_tls_pair(&c2s, &s2c, false, None);
-            let memoized = parse_tls_pair(&c2s, &s2c, false, Some(&memo));
+            let fresh = parse_tls_pair(&c2s, &s2c, false, None, None);
+            let memoized = parse_tls_pair(&c2s, &s2c, false, Some(&memo), Some(&digests));
             assert_eq!(fresh, memoized);
             let Parse::Done((_, read_sni, _)) = memoized else {
                 panic!("not parsed: {memoized:?}");
@@ -952,9 +975,9 @@ mod tests {
         // Grown client bytes are read again, not answered from the memo.
         let memo = ClientMemoCell::default();
         let hello = client_hello(&[0x1303], "three.example");
-        let prefix = parse_tls_pair(&hello[..20], &[], false, Some(&memo));
+        let prefix = parse_tls_pair(&hello[..20], &[], false, Some(&memo), None);
         assert_eq!(prefix, Parse::NeedMore);
-        let Parse::Done((_, sni, _)) = parse_tls_pair(&hello, &[], false, Some(&memo)) else {
+        let Parse::Done((_, sni, _)) = parse_tls_pair(&hello, &[], false, Some(&memo), None) else {
             panic!("not parsed");
         };
         assert_eq!(sni.as_deref(), Some("three.example"));
