@@ -6,6 +6,7 @@
 //! a DNS message cut short returns NeedMore over TCP and is dissected as far as it goes over
 //! UDP (a datagram is all there is).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -21,7 +22,8 @@ const MAX_ANSWERS: usize = 32;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct DnsQuestion {
     pub name: String,
-    pub qtype: String,
+    /// The type's mnemonic ("A", "AAAA", …) or `TYPEn`; known ones borrowed.
+    pub qtype: Cow<'static, str>,
 }
 
 /// The data of an answer record podwire keeps.
@@ -48,7 +50,7 @@ pub struct DnsFacts {
     pub queries: Vec<DnsQuestion>,
     pub answers: Vec<DnsAnswer>,
     /// Response code of the last response ("NOERROR", "NXDOMAIN", ...).
-    pub rcode: Option<String>,
+    pub rcode: Option<Cow<'static, str>>,
     /// Messages dissected.
     pub messages: u32,
     /// Responses seen.
@@ -82,7 +84,7 @@ impl DnsFacts {
     }
 }
 
-fn qtype_name(t: u16) -> String {
+fn qtype_name(t: u16) -> Cow<'static, str> {
     match t {
         1 => "A".into(),
         2 => "NS".into(),
@@ -97,11 +99,11 @@ fn qtype_name(t: u16) -> String {
         64 => "SVCB".into(),
         65 => "HTTPS".into(),
         255 => "ANY".into(),
-        _ => format!("TYPE{t}"),
+        _ => format!("TYPE{t}").into(),
     }
 }
 
-fn rcode_name(r: u16) -> String {
+fn rcode_name(r: u16) -> Cow<'static, str> {
     match r {
         0 => "NOERROR".into(),
         1 => "FORMERR".into(),
@@ -109,7 +111,7 @@ fn rcode_name(r: u16) -> String {
         3 => "NXDOMAIN".into(),
         4 => "NOTIMP".into(),
         5 => "REFUSED".into(),
-        _ => format!("RCODE{r}"),
+        _ => format!("RCODE{r}").into(),
     }
 }
 
