@@ -181,6 +181,21 @@ impl Tuning {
 }
 
 /// Runs the parsed command and returns the process exit code.
+/// No transparent huge pages for this process: mimalloc asks for them on its arena, and a
+/// 2 MiB page is resident (and zeroed) as a whole however little of it is used. Only live
+/// capture turns them off: it runs for hours on a node where its resident memory matters.
+/// The offline commands keep them, because they make dissection faster (fewer TLB misses
+/// over many small per-flow allocations): on the 1.5 M-packet benchmark `flows` takes
+/// 756 ms with them and 801 ms without (interleaved runs), for 78 instead of 59 MB peak RSS;
+/// `--no-dissect` is the same speed either way (35 → 48 MB). Affects later page faults
+/// only; failure just keeps the default.
+pub fn disable_transparent_huge_pages() {
+    // SAFETY: PR_SET_THP_DISABLE takes plain integers and touches no memory of ours.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
+}
+
 pub fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Flows {
@@ -195,7 +210,10 @@ pub fn run(cli: Cli) -> Result<i32> {
             format,
             tuning,
         } => stats(&file, format, &tuning),
-        Command::Capture(args) => crate::capture::run::run_capture(&args),
+        Command::Capture(args) => {
+            disable_transparent_huge_pages();
+            crate::capture::run::run_capture(&args)
+        }
         Command::Demo { format, tui, ring } => {
             let path = demo_capture()?;
             let cluster = path.with_file_name("demo-cluster.yaml");

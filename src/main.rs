@@ -8,14 +8,6 @@ use clap::Parser;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
-    // No transparent huge pages for this process: mimalloc asks for them on its arena, and a
-    // 2 MiB page is resident (and zeroed) as a whole however little of it is used — it made
-    // up a third of the peak memory of `flows` (45 → 32 MB on the 1.5 M-packet benchmark) for
-    // no measurable speed. Affects later page faults only; failure just keeps the default.
-    // SAFETY: PR_SET_THP_DISABLE takes plain integers and touches no memory of ours.
-    unsafe {
-        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
-    }
     let cli = podwire::cli::Cli::parse();
     let code = match podwire::cli::run(cli) {
         Ok(code) => code,
