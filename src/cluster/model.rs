@@ -1,7 +1,7 @@
 //! Compact, owned model of the cluster objects podwire needs, and the [`ClusterState`] they live in.
 //!
-//! Pure: no I/O, no clock. Objects are converted from the `k8s-openapi` types (see
-//! [`ClusterObject::from_k8s`]) into small structs that keep only what identity mapping and
+//! Pure: no I/O, no clock. Objects are converted from the `k8s-openapi` types (the
+//! `ClusterObject::from_*` constructors) into small structs that keep only what identity mapping and
 //! NetworkPolicy evaluation use. State changes only through [`ClusterState::apply`] with a
 //! [`ClusterDelta`], so a snapshot loader and a live watcher feed it the same way.
 //!

@@ -31,7 +31,7 @@
 //!   when the `FlowDissector` is dropped (the lease is released on drop, so an evicted flow
 //!   never leaks budget). The budget's [`BudgetStats`] count what could not be buffered.
 //! * Each analysis re-runs the candidate dissectors on the whole buffered prefix (they are
-//!   functions of [`Ctx`]); the one exception is a per-flow memo of the last ClientHello
+//!   functions of `Ctx`); the one exception is a per-flow memo of the last ClientHello
 //!   read (`tls::ClientMemo`), valid because the prefix only grows, so a TLS flow's client
 //!   bytes are parsed once although the flow is analysed after each side speaks.
 //! * DNS results: after a flow's verdict, `if let Some(Facts::Dns(f)) = &info.facts

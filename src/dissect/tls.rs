@@ -1,21 +1,24 @@
 //! TLS and DTLS: ClientHello / ServerHello facts, JA3/JA3S and JA4 fingerprints.
 //!
 //! Handshake messages are reassembled across records and across TCP segments (a ClientHello
-//! split over several records is handled), then parsed with the `tls-parser` crate. QUIC's
+//! split over several records is handled; one record's handshake bytes are borrowed, not
+//! copied), then the ClientHello / ServerHello are read in place by `dissect::hello`, whose
+//! views are checked against the `tls-parser` crate; DTLS records go through `tls-parser`
+//! itself. Fingerprint digests go through the engine's bounded `dissect::digest` memo. QUIC's
 //! decrypted CRYPTO stream (handshake messages without records) goes through the same
-//! ClientHello extraction via `client_hello_from_handshake`.
+//! ClientHello extraction via `client_hello_from_handshake`. When a client sends a second
+//! ClientHello, the first counts unless the server asked for it with a HelloRetryRequest.
 //! Guarantees: a prefix of a valid ClientHello yields [`Parse::NeedMore`], never a wrong
 //! answer; strings taken from the wire (SNI, ALPN) are sanitized; nothing panics on malformed
 //! input. Once a ServerHello selects TLS 1.3 the rest is encrypted and the verdict is final.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 
 use serde::Serialize;
 use tls_parser::{
     DTLSMessage, DTLSMessageHandshakeBody, TlsCipherSuite, parse_dtls_plaintext_record,
 };
-
-use std::cell::RefCell;
 
 use super::digest::{DigestMemo, Kind};
 use super::hello::{ClientHelloView, ServerHelloView, be16, for_each_extension, u16s};

@@ -6,7 +6,7 @@
 //! identity strings' ids; the small per-flow facts (protocol, application, service,
 //! encryption, verdict) form a "combo"; addresses are interned too. Each row becomes a
 //! 28-byte [`RowRec`] of ids and ports (the Services aggregation, `viewmodel/edges.rs`,
-//! groups rows through them too). A filter is compiled into a [`Plan`]: each term is evaluated once per distinct
+//! groups rows through them too). A filter is compiled into a `Plan`: each term is evaluated once per distinct
 //! string, endpoint, address or combo (into a table of booleans), then every row is tested
 //! with table lookups into a bit set, and `!`/`and`/`or` combine the bit sets word by word.
 //!
