@@ -435,9 +435,43 @@ fn client_hello_facts(
     sni.filter(|s| !s.is_empty())
 }
 
+/// What the server's cleartext flight says: the server half of [`TlsFacts`], kept apart so a
+/// parse does not build a second full `TlsFacts` for it.
+#[derive(Default)]
+struct ServerSide {
+    selected_version: Option<Cow<'static, str>>,
+    cipher_suite: Option<Cow<'static, str>>,
+    alpn_selected: Option<String>,
+    hello_retry_request: bool,
+    client_cert_requested: Option<bool>,
+    ja3s: Option<Fingerprint>,
+}
+
+impl ServerSide {
+    /// Writes what the server said into `f` (fields it said nothing about stay as they are).
+    fn merge_into(self, f: &mut TlsFacts) {
+        if self.selected_version.is_some() {
+            f.selected_version = self.selected_version;
+        }
+        if self.cipher_suite.is_some() {
+            f.cipher_suite = self.cipher_suite;
+        }
+        if self.alpn_selected.is_some() {
+            f.alpn_selected = self.alpn_selected;
+        }
+        f.hello_retry_request |= self.hello_retry_request;
+        if self.client_cert_requested.is_some() {
+            f.client_cert_requested = self.client_cert_requested;
+        }
+        if self.ja3s.is_some() {
+            f.ja3s = self.ja3s;
+        }
+    }
+}
+
 /// Server-side facts from a ServerHello. Returns true when it is a HelloRetryRequest.
 fn server_hello_facts(
-    f: &mut TlsFacts,
+    f: &mut ServerSide,
     version: u16,
     random: &[u8],
     cipher: u16,
@@ -532,17 +566,19 @@ pub(crate) fn server_hello_from_handshake(hs: &[u8]) -> Parse<TlsFacts> {
         Parse::NeedMore => return Parse::NeedMore,
         Parse::NotThis => return Parse::NotThis,
     };
-    let mut f = TlsFacts::default();
+    let mut server = ServerSide::default();
     match ServerHelloView::parse(&msg[4..]) {
         Some(sh) => {
             server_hello_facts(
-                &mut f,
+                &mut server,
                 sh.version,
                 sh.random,
                 sh.cipher,
                 sh.ext,
                 &mut DigestMemo::default(),
             );
+            let mut f = TlsFacts::default();
+            server.merge_into(&mut f);
             Parse::Done(f)
         }
         None => Parse::NotThis,
@@ -670,7 +706,7 @@ fn read_client_memo(
 /// Reads the server's cleartext flight. Returns (server hello seen, complete).
 fn read_server(
     data: &[u8],
-    f: &mut TlsFacts,
+    f: &mut ServerSide,
     past_ccs: bool,
     memo: &mut DigestMemo,
 ) -> (bool, bool) {
@@ -746,11 +782,11 @@ pub(crate) fn parse_tls_pair(
     let mut own_digests = DigestMemo::default();
     let mut shared_digests = digests.map(RefCell::borrow_mut);
     let digests = shared_digests.as_deref_mut().unwrap_or(&mut own_digests);
-    let mut server = TlsFacts::default();
+    let mut server = ServerSide::default();
     let (sh_seen, complete) = read_server(s2c, &mut server, false, digests);
     let past_ccs = server.hello_retry_request;
     let (sh_seen, complete) = if past_ccs {
-        server = TlsFacts::default();
+        server = ServerSide::default();
         read_server(s2c, &mut server, true, digests)
     } else {
         (sh_seen, complete)
@@ -765,12 +801,8 @@ pub(crate) fn parse_tls_pair(
     if !client.seen_hello {
         return Parse::NotThis;
     }
-    f.selected_version = server.selected_version;
-    f.cipher_suite = server.cipher_suite;
-    f.alpn_selected = server.alpn_selected;
-    f.hello_retry_request = server.hello_retry_request;
-    f.client_cert_requested = server.client_cert_requested;
-    f.ja3s = server.ja3s;
+    // The client's facts hold no server field, so this sets exactly what the server said.
+    server.merge_into(&mut f);
     let _ = sh_seen;
     Parse::Done((f, client.sni, complete))
 }
@@ -785,12 +817,14 @@ pub(crate) fn detect_tls(ctx: &Ctx) -> Parse<Detected> {
     if c.is_empty() {
         // A server that speaks first is not TLS (unless we picked the flow up mid-way).
         if ctx.s2c.len() >= 3 && ctx.s2c[0] == 22 && ctx.s2c[1] == 3 {
-            let mut f = TlsFacts::default();
+            let mut server = ServerSide::default();
             let mut digests = ctx.digests.map(RefCell::borrow_mut);
             let mut own = DigestMemo::default();
             let digests = digests.as_deref_mut().unwrap_or(&mut own);
-            let (seen, complete) = read_server(ctx.s2c, &mut f, false, digests);
+            let (seen, complete) = read_server(ctx.s2c, &mut server, false, digests);
             if seen {
+                let mut f = TlsFacts::default();
+                server.merge_into(&mut f);
                 let mut d = Detected::new(
                     App::Tls,
                     Encryption::Encrypted,
@@ -857,14 +891,16 @@ pub(crate) fn detect_dtls(ctx: &Ctx) -> Parse<Detected> {
                         .or(sni);
                     }
                     DTLSMessageHandshakeBody::ServerHello(sh) => {
+                        let mut server = ServerSide::default();
                         server_hello_facts(
-                            &mut f,
+                            &mut server,
                             sh.version.0,
                             sh.random,
                             sh.cipher.0,
                             sh.ext,
                             &mut digests,
                         );
+                        server.merge_into(&mut f);
                     }
                     _ => {}
                 }
