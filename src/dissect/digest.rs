@@ -18,6 +18,15 @@ pub const MAX_ENTRIES: usize = 4096;
 /// Longest text remembered (a JA3 string of a typical browser is 150–300 bytes).
 pub const MAX_TEXT: usize = 1024;
 
+/// Writes `bytes` as lowercase hex into `out` (two digits per byte, as far as `out` goes).
+pub(crate) fn hex_into(bytes: &[u8], out: &mut [u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = HEX[usize::from(b >> 4)];
+        pair[1] = HEX[usize::from(b & 0x0f)];
+    }
+}
+
 /// Which digest of the text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kind {

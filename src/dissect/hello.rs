@@ -29,6 +29,19 @@ pub(crate) fn for_each_extension<'a>(ext: &'a [u8], mut f: impl FnMut(u16, &'a [
     }
 }
 
+/// The extension types of a raw extensions block, in order, up to the first extension whose
+/// length runs past the block.
+pub(crate) fn extension_types(ext: &[u8]) -> impl Iterator<Item = u16> + Clone + '_ {
+    let mut off = 0usize;
+    std::iter::from_fn(move || {
+        let t = be16(ext, off)?;
+        let l = usize::from(be16(ext, off + 2)?);
+        ext.get(off + 4..off + 4 + l)?;
+        off += 4 + l;
+        Some(t)
+    })
+}
+
 /// The u16 values of a list body, two bytes each (an odd trailing byte is ignored).
 pub(crate) fn u16s(list: &[u8]) -> impl Iterator<Item = u16> + Clone + '_ {
     list.chunks_exact(2)

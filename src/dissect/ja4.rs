@@ -12,8 +12,8 @@
 //! first inconsistency), and allocates nothing unless a hostile hello
 //! carries more than [`STACK_LIST`] ciphers or extensions.
 
-use super::digest::{DigestMemo, Kind};
-use super::hello::{be16, for_each_extension, u16s};
+use super::digest::{DigestMemo, Kind, hex_into};
+use super::hello::{be16, extension_types, for_each_extension, u16s};
 use super::tls::{Fingerprint, is_grease};
 
 /// Which transport carried the ClientHello: JA4's first letter.
@@ -143,11 +143,7 @@ fn hash12(
         out[..12].copy_from_slice(b"000000000000");
         return;
     }
-    let digest = memo.digest(Kind::Sha256);
-    for (i, b) in digest.iter().take(6).enumerate() {
-        out[2 * i] = HEX[(b >> 4) as usize];
-        out[2 * i + 1] = HEX[(b & 0xf) as usize];
-    }
+    hex_into(&memo.digest(Kind::Sha256)[..6], &mut out[..12]);
 }
 
 /// The JA4 fingerprint of a ClientHello.
@@ -200,33 +196,14 @@ pub(crate) fn ja4(
     let sigs = u16s(sig_algs).filter(|v| !is_grease(*v));
     // Suricata keeps the `_` even when no signature algorithms were offered:
     // `0005,000a,…,ff01_` (suricata-verify bug-5713-02 pins the resulting hash).
-    with_sorted(ExtTypeIter { ext, off: 0 }, |list| {
+    // The third part leaves out GREASE, SNI and ALPN.
+    let hashed_types =
+        extension_types(ext).filter(|t| !is_grease(*t) && *t != 0x0000 && *t != 0x0010);
+    with_sorted(hashed_types, |list| {
         let tail = (!list.is_empty() || !sig_algs.is_empty()).then_some(sigs);
         hash12(list, tail, &mut out[24..36], memo);
     });
     Fingerprint::new(&out)
-}
-
-/// Extension types of a raw block for the third JA4 part: GREASE, SNI and ALPN left out.
-#[derive(Clone)]
-struct ExtTypeIter<'a> {
-    ext: &'a [u8],
-    off: usize,
-}
-
-impl Iterator for ExtTypeIter<'_> {
-    type Item = u16;
-    fn next(&mut self) -> Option<u16> {
-        loop {
-            let t = be16(self.ext, self.off)?;
-            let l = be16(self.ext, self.off + 2)? as usize;
-            self.ext.get(self.off + 4..self.off + 4 + l)?;
-            self.off += 4 + l;
-            if !is_grease(t) && t != 0x0000 && t != 0x0010 {
-                return Some(t);
-            }
-        }
-    }
 }
 
 #[cfg(test)]

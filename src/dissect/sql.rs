@@ -11,6 +11,7 @@
 
 use serde::Serialize;
 
+use super::hello::be16;
 use super::tls::parse_tls_pair;
 use super::{App, CredKind, Ctx, Detected, Dir, Encryption, Facts, Parse, Upgrade, redact};
 use crate::sanitize::sanitize_bytes;
@@ -20,9 +21,6 @@ fn be32(b: &[u8], o: usize) -> Option<u32> {
 }
 fn le32(b: &[u8], o: usize) -> Option<u32> {
     Some(u32::from_le_bytes(b.get(o..o + 4)?.try_into().ok()?))
-}
-fn be16(b: &[u8], o: usize) -> Option<u16> {
-    Some(u16::from_be_bytes(b.get(o..o + 2)?.try_into().ok()?))
 }
 
 /// Upgrade facts shared by every STARTTLS-style dissector: reads TLS after the switch point.

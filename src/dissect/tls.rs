@@ -20,8 +20,10 @@ use tls_parser::{
     DTLSMessage, DTLSMessageHandshakeBody, TlsCipherSuite, parse_dtls_plaintext_record,
 };
 
-use super::digest::{DigestMemo, Kind};
-use super::hello::{ClientHelloView, ServerHelloView, be16, for_each_extension, u16s};
+use super::digest::{DigestMemo, Kind, hex_into};
+use super::hello::{
+    ClientHelloView, ServerHelloView, be16, extension_types, for_each_extension, u16s,
+};
 use super::ja4::{Ja4Transport, ja4};
 use super::{App, Ctx, Detected, Encryption, Facts, Parse};
 use crate::sanitize::sanitize_bytes;
@@ -325,26 +327,9 @@ fn push_list(text: &mut Vec<u8>, values: impl Iterator<Item = u16>) {
 
 /// The MD5 of the memo's text as a JA3-style hex fingerprint.
 fn md5_fingerprint(memo: &mut DigestMemo) -> Fingerprint {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let digest = memo.digest(Kind::Md5);
     let mut hex = [0u8; 32];
-    for (pair, x) in hex.chunks_exact_mut(2).zip(&digest[..16]) {
-        pair[0] = HEX[usize::from(x >> 4)];
-        pair[1] = HEX[usize::from(x & 0x0f)];
-    }
+    hex_into(&memo.digest(Kind::Md5)[..16], &mut hex);
     Fingerprint::new(&hex)
-}
-
-/// The extension types of a raw extensions block, in order.
-fn extension_types(ext: &[u8]) -> impl Iterator<Item = u16> + '_ {
-    let mut off = 0usize;
-    std::iter::from_fn(move || {
-        let t = be16(ext, off)?;
-        let l = usize::from(be16(ext, off + 2)?);
-        ext.get(off + 4..off + 4 + l)?;
-        off += 4 + l;
-        Some(t)
-    })
 }
 
 /// The first host_name of a server_name extension body (entries are read while they are
