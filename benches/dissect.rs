@@ -70,6 +70,7 @@ fn flow(c2s: &[u8], s2c: &[u8], rport: u16, budget: &mut Budget) -> bool {
             budget,
         );
     }
+    d.settle(budget);
     d.result().sni.is_some()
 }
 

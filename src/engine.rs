@@ -461,12 +461,31 @@ impl Engine {
         &mut self,
         mut pick: impl FnMut(&Flow) -> bool,
     ) -> Vec<crate::summary::FlowSummary> {
-        let (table, cluster, dns) = (&self.table, &mut self.cluster, &self.dns);
-        table
-            .iter()
-            .filter(|f| pick(f))
-            .map(|f| crate::summary::FlowSummary::new(f, enrich_with(cluster, dns, f)))
-            .collect()
+        let (table, cluster, dns, budget) = (
+            &mut self.table,
+            &mut self.cluster,
+            &mut self.dns,
+            &mut self.budget,
+        );
+        let mut out = Vec::new();
+        for flow in table.iter_mut().filter(|f| pick(f)) {
+            settle(flow, budget, dns);
+            out.push(crate::summary::FlowSummary::new(
+                flow,
+                enrich_with(cluster, dns, flow),
+            ));
+        }
+        out
+    }
+
+    /// Settles the first `n` live flows in [`Engine::live_flows`] order (see
+    /// [`FlowDissector::settle`](crate::dissect::FlowDissector::settle)), so that their
+    /// results reflect every byte seen; for views that list live flows.
+    pub fn settle_live(&mut self, n: usize) {
+        let (budget, dns) = (&mut self.budget, &mut self.dns);
+        for flow in self.table.iter_mut().take(n) {
+            settle(flow, budget, dns);
+        }
     }
 
     /// Moves packet time forward without a packet (live captures' idle periods).
@@ -474,9 +493,11 @@ impl Engine {
         self.table.advance(now_ns);
     }
 
-    /// Flows that ended since the last call.
+    /// Flows that ended since the last call, settled (their results read every byte).
     pub fn drain_finished(&mut self) -> Vec<Flow> {
-        self.table.drain_finished().collect()
+        let mut out = Vec::new();
+        self.take_finished(&mut out);
+        out
     }
 
     /// Like [`Engine::drain_finished`] without allocating: the finished flows are swapped
@@ -484,6 +505,9 @@ impl Engine {
     pub fn take_finished(&mut self, out: &mut Vec<Flow>) {
         out.clear();
         self.table.swap_finished(out);
+        for flow in out.iter_mut() {
+            settle(flow, &mut self.budget, &mut self.dns);
+        }
     }
 
     /// Ends the input: all live flows become finished (ordered by first packet).
@@ -510,6 +534,18 @@ impl Engine {
 
     pub fn live_count(&self) -> usize {
         self.table.live()
+    }
+}
+
+/// Runs a flow's deferred analysis and feeds the DNS names it found (as `ingest` does after
+/// each analysis).
+fn settle(flow: &mut Flow, budget: &mut Budget, dns: &mut DnsNames) {
+    if !flow.app.is_pending() {
+        return;
+    }
+    flow.app.settle(budget);
+    if let Some(Facts::Dns(facts)) = &flow.app.result().facts {
+        dns.observe(facts);
     }
 }
 
@@ -592,4 +628,80 @@ fn key_of(packet: &Packet<'_>, sport: u16, dport: u16, outer: bool) -> (FlowKey,
 /// Every decode error kind, for reports that list zero counts too.
 pub fn decode_error_kinds() -> impl Iterator<Item = &'static str> {
     DecodeError::ALL.iter().map(|e| e.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use etherparse::PacketBuilder;
+
+    use super::*;
+    use crate::frame::linktype;
+
+    /// One Ethernet/IPv4/TCP frame between 10.244.1.10:40000 and 10.244.2.20:80.
+    fn tcp(from_client: bool, seq: u32, syn: bool, payload: &[u8]) -> Vec<u8> {
+        let (src, dst, sport, dport) = if from_client {
+            ([10, 244, 1, 10], [10, 244, 2, 20], 40000, 80)
+        } else {
+            ([10, 244, 2, 20], [10, 244, 1, 10], 80, 40000)
+        };
+        let builder = PacketBuilder::ethernet2([1; 6], [2; 6])
+            .ipv4(src, dst, 64)
+            .tcp(sport, dport, seq, 64240);
+        let builder = if syn { builder.syn() } else { builder.ack(1) };
+        let mut out = Vec::new();
+        builder.write(&mut out, payload).unwrap();
+        out
+    }
+
+    fn ingest(engine: &mut Engine, ts_ns: u64, data: &[u8]) {
+        engine.ingest(&RawFrame {
+            ts_ns,
+            iface: 0,
+            link: linktype::ETHERNET,
+            orig_len: data.len() as u32,
+            data,
+        });
+    }
+
+    /// A request the server never answered is analysed when its flow leaves the table (and
+    /// when a live view asks), not lost to the deferred analysis.
+    #[test]
+    fn a_deferred_analysis_is_settled_when_the_flow_leaves_or_is_listed() {
+        let mut engine = Engine::new(EngineConfig::default());
+        ingest(&mut engine, 1, &tcp(true, 100, true, b""));
+        ingest(&mut engine, 2, &tcp(false, 900, true, b""));
+        ingest(
+            &mut engine,
+            3,
+            &tcp(true, 101, false, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"),
+        );
+        let live = engine.live_flows().next().unwrap();
+        assert!(live.app.is_pending());
+        engine.settle_live(10);
+        let live = engine.live_flows().next().unwrap();
+        assert_eq!(live.app.result().app, App::Http);
+
+        let mut engine = Engine::new(EngineConfig::default());
+        ingest(&mut engine, 1, &tcp(true, 100, true, b""));
+        ingest(
+            &mut engine,
+            3,
+            &tcp(true, 101, false, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"),
+        );
+        let summaries = engine.summarize_live(|_| true);
+        assert_eq!(summaries[0].app.app, App::Http);
+
+        let mut engine = Engine::new(EngineConfig::default());
+        ingest(&mut engine, 1, &tcp(true, 100, true, b""));
+        ingest(
+            &mut engine,
+            3,
+            &tcp(true, 101, false, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"),
+        );
+        engine.finish();
+        let finished = engine.drain_finished();
+        assert_eq!(finished.len(), 1);
+        assert!(!finished[0].app.is_pending());
+        assert_eq!(finished[0].app.result().app, App::Http);
+    }
 }

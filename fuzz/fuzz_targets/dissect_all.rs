@@ -66,6 +66,8 @@ fuzz_target!(|data: &[u8]| {
         t += 1;
         assert!(budget.in_use() <= 4096);
     }
+    // A deferred one-sided analysis runs here (as when the engine retires the flow).
+    d.settle(&mut budget);
     let _ = serde_json::to_string(d.result());
     drop(d);
     assert_eq!(budget.in_use(), 0);

@@ -89,6 +89,7 @@ fn run_tcp(c2s: &[u8], s2c: &[u8], rport: u16, mss: usize) -> AppInfo {
         }
         t += 1;
     }
+    d.settle(&mut b);
     let info = d.result().clone();
     drop(d);
     assert_eq!(b.in_use(), 0);
@@ -169,6 +170,94 @@ fn budget_is_global_and_released_on_drop() {
     assert!(b.stats.bytes_not_buffered >= 50 || b.stats.budget_exhausted > 0);
     drop(d);
     assert_eq!(b.in_use(), 0);
+}
+
+/// Feeds one in-order TCP segment of a flow whose handshake started at ISNs 1000 / 5000.
+fn feed(d: &mut FlowDissector, b: &mut Budget, dir: Dir, offset: usize, payload: &[u8], t: u64) {
+    let isn = if dir == Dir::ToResponder {
+        1000u32
+    } else {
+        5000
+    };
+    let seg = Segment {
+        seq: Some(isn + 1 + offset as u32),
+        syn: false,
+        fin: false,
+        payload,
+    };
+    d.on_packet(dir, seg, t, b);
+}
+
+fn handshake(d: &mut FlowDissector, b: &mut Budget) {
+    for (dir, isn) in [(Dir::ToResponder, 1000u32), (Dir::ToInitiator, 5000)] {
+        let syn = Segment {
+            seq: Some(isn),
+            syn: true,
+            fin: false,
+            payload: &[],
+        };
+        d.on_packet(dir, syn, 0, b);
+    }
+}
+
+#[test]
+fn one_side_alone_is_analysed_when_the_reply_comes_or_on_settle() {
+    let request = b"GET /a HTTP/1.1\r\nHost: shop\r\nAuthorization: Basic dXNlcjpwYXNz\r\n\r\n";
+    let reply = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+    let mut b = Budget::default();
+
+    // The reply triggers the analysis; the credential keeps the request's time.
+    let mut d = FlowDissector::new(Transport::Tcp, 40000, 80);
+    handshake(&mut d, &mut b);
+    feed(&mut d, &mut b, Dir::ToResponder, 0, request, 10);
+    assert!(d.is_pending());
+    assert_eq!(
+        d.result().app,
+        App::Unknown,
+        "deferred until the reply or settle"
+    );
+    feed(&mut d, &mut b, Dir::ToInitiator, 0, reply, 20);
+    assert!(!d.is_pending());
+    let info = d.result();
+    assert_eq!(info.app, App::Http);
+    assert_eq!(info.credentials.len(), 1);
+    assert_eq!(
+        info.credentials[0].ts_ns, 10,
+        "stamped when the request crossed"
+    );
+    let Some(Facts::Http(h)) = &info.facts else {
+        panic!("{:?}", info.facts)
+    };
+    assert_eq!(h.status, Some(200));
+
+    // No reply: settle reads what the client sent, and the flow stays open.
+    let mut d = FlowDissector::new(Transport::Tcp, 40000, 80);
+    handshake(&mut d, &mut b);
+    feed(&mut d, &mut b, Dir::ToResponder, 0, &request[..20], 10);
+    feed(&mut d, &mut b, Dir::ToResponder, 20, &request[20..], 11);
+    d.settle(&mut b);
+    assert!(!d.is_pending());
+    assert!(d.wants_more());
+    let info = d.result();
+    assert_eq!(info.app, App::Http);
+    assert_eq!(info.credentials[0].ts_ns, 11);
+    d.settle(&mut b); // nothing deferred: a no-op
+    assert_eq!(d.result().app, App::Http);
+
+    // A server that speaks first (SSH banner) waits for the client too, unless settled.
+    let mut d = FlowDissector::new(Transport::Tcp, 40000, 22);
+    handshake(&mut d, &mut b);
+    feed(
+        &mut d,
+        &mut b,
+        Dir::ToInitiator,
+        0,
+        b"SSH-2.0-OpenSSH_9.6\r\n",
+        5,
+    );
+    assert_eq!(d.result().app, App::Unknown);
+    feed(&mut d, &mut b, Dir::ToResponder, 0, b"SSH-2.0-Go\r\n", 6);
+    assert_eq!(d.result().app, App::Ssh);
 }
 
 #[test]

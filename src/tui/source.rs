@@ -774,6 +774,7 @@ impl Feeder {
     /// Summaries of (at most [`LIVE_ROWS_LISTED`]) live flows, enriched. Enrichment needs
     /// `&mut Engine` while the table is borrowed, so it runs on a key-only copy of each flow.
     fn live_rows(&mut self) -> Vec<FlowSummary> {
+        self.engine.settle_live(LIVE_ROWS_LISTED);
         let listed: Vec<(FlowSummary, crate::flow::FlowKey, bool)> = self
             .engine
             .live_flows()
