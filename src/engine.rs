@@ -31,8 +31,6 @@ pub struct EngineConfig {
     pub dedup_capacity: usize,
     /// Most fragmented datagrams remembered for attributing later fragments.
     pub fragment_capacity: usize,
-    /// Most responder endpoints with their own handshake-RTT histogram.
-    pub rtt_services: usize,
     /// Stream-buffer caps of the dissectors.
     pub dissect: Limits,
     /// Most addresses remembered from DNS answers.
@@ -48,7 +46,6 @@ impl Default for EngineConfig {
             dedup_window_ns: 50_000_000,
             dedup_capacity: 1 << 16,
             fragment_capacity: 8192,
-            rtt_services: 512,
             dissect: Limits::default(),
             dns_names: 65_536,
             dissect_enabled: true,
@@ -98,37 +95,24 @@ pub struct Stats {
     pub interfaces: Vec<InterfaceStats>,
 }
 
-/// Handshake round-trip times, overall and per responder endpoint (bounded).
+/// Handshake round-trip times of all TCP flows. (Per-flow RTTs are in each flow's
+/// `TcpTracker`; a histogram per responder endpoint, 10 KiB each, was kept until no consumer
+/// read it: 5 MiB and ~2 % of a run on the benchmark capture.)
 #[derive(Debug)]
 pub struct RttStats {
     pub overall: Histogram<u32>,
-    pub by_service: HashMap<Endpoint, Histogram<u32>>,
-    limit: usize,
-    pub services_not_tracked: u64,
 }
 
 impl RttStats {
-    fn new(limit: usize) -> RttStats {
+    fn new() -> RttStats {
         RttStats {
             overall: new_rtt_histogram(),
-            by_service: HashMap::new(),
-            limit,
-            services_not_tracked: 0,
         }
     }
 
-    fn record(&mut self, service: Endpoint, rtt_ns: u64) {
+    fn record(&mut self, rtt_ns: u64) {
         let micros = (rtt_ns / 1_000).clamp(1, RTT_MAX_MICROS);
         let _ = self.overall.record(micros);
-        if !self.by_service.contains_key(&service) && self.by_service.len() >= self.limit {
-            self.services_not_tracked += 1;
-            return;
-        }
-        let _ = self
-            .by_service
-            .entry(service)
-            .or_insert_with(new_rtt_histogram)
-            .record(micros);
     }
 }
 
@@ -200,7 +184,7 @@ impl Engine {
             dedup: Deduplicator::new(config.dedup_window_ns, config.dedup_capacity),
             fragments: FragmentTracker::new(config.fragment_capacity, 30_000_000_000),
             stats: Stats::default(),
-            rtt: RttStats::new(config.rtt_services),
+            rtt: RttStats::new(),
             iface_index: HashMap::new(),
             last_iface: None,
             declared: Vec::new(),
@@ -329,9 +313,8 @@ impl Engine {
             }
         }
         let new_rtt = flow.tcp.as_mut().and_then(|t| t.take_new_rtt());
-        let service = flow.dst();
         if let Some(rtt) = new_rtt {
-            self.rtt.record(service, rtt);
+            self.rtt.record(rtt);
         }
         if self.table.counters.created != created_before {
             // Look up before inserting: the name is allocated once per protocol, not per flow.
