@@ -48,8 +48,9 @@
 //!   { dns_names.observe(f) }` feeds the bounded [`DnsNames`] map (IP → names).
 //!
 //! Idle size: `size_of::<FlowDissector>()` is 16 bytes; all state is boxed and allocated on the
-//! first payload byte; stream buffers (at most `Limits::per_direction` bytes each) are freed as
-//! soon as the verdict is final.
+//! first payload byte. While the verdict is open a working-state box holds the stream buffers
+//! (at most `Limits::per_direction` bytes each) and the credential and QUIC state; it is freed
+//! as soon as the verdict is final, leaving the 128-byte result box and what the facts own.
 //!
 //! # Identification
 //!
@@ -729,10 +730,20 @@ enum State {
     Done,
 }
 
+/// A flow's boxed dissection state: the result, plus the working state while reading. Once
+/// the verdict is final only the 128-byte result is kept (the working state and its buffers
+/// are freed), so a finished flow's facts cost one small block plus what the facts own.
 struct Inner {
-    /// TCP stream buffers, `None` for UDP and once done.
-    streams: Option<Box<[StreamBuf; 2]>>,
     info: AppInfo,
+    /// `None` once the verdict is final.
+    work: Option<Box<Work>>,
+}
+
+/// What a flow needs only while its verdict is open.
+#[derive(Default)]
+struct Work {
+    /// TCP stream buffers (`None` for other transports).
+    streams: Option<[StreamBuf; 2]>,
     packets: u32,
     /// First bytes of datagrams (UDP), for the byte hint.
     udp_sample: Vec<u8>,
@@ -822,45 +833,45 @@ impl FlowDissector {
                 if seg.payload.is_empty() {
                     return;
                 }
-                let inner = self.inner_mut(budget);
+                let (info, _) = self.parts();
                 if proto == 50 {
-                    inner.info = misc::esp_info(seg.payload);
+                    *info = misc::esp_info(seg.payload);
                 } else {
-                    inner.info.hint = Some(byte_hint(seg.payload, &[]));
+                    info.hint = Some(byte_hint(seg.payload, &[]));
                 }
                 self.finish();
             }
         }
     }
 
-    fn inner_mut(&mut self, _budget: &mut Budget) -> &mut Inner {
-        self.inner.get_or_insert_with(|| {
+    /// The result and the working state, allocated on first use (only while open).
+    fn parts(&mut self) -> (&mut AppInfo, &mut Work) {
+        let inner = self.inner.get_or_insert_with(|| {
             Box::new(Inner {
-                streams: None,
                 info: AppInfo::UNKNOWN,
-                packets: 0,
-                udp_sample: Vec::new(),
-                cred_seen: Vec::new(),
-                quic: None,
-                tls_memo: Default::default(),
-                pending: false,
-                grew_ns: [0; 2],
+                work: None,
             })
-        })
+        });
+        (&mut inner.info, inner.work.get_or_insert_with(Box::default))
+    }
+
+    /// The working state, if the verdict is open and anything was fed.
+    fn work(&self) -> Option<&Work> {
+        self.inner.as_ref()?.work.as_deref()
     }
 
     /// Runs the analysis that [`FlowDissector::on_packet`] deferred because only one side of
     /// a TCP flow had spoken, so that [`FlowDissector::result`] reflects every byte fed so
     /// far. Cheap when nothing is deferred; the verdict stays open (more packets may come).
     pub fn settle(&mut self, budget: &mut Budget) {
-        if self.state == State::Open && self.inner.as_ref().is_some_and(|i| i.pending) {
+        if self.is_pending() {
             self.analyze_tcp(budget);
         }
     }
 
     /// True when bytes wait for an analysis (see [`FlowDissector::settle`]).
     pub fn is_pending(&self) -> bool {
-        self.state == State::Open && self.inner.as_ref().is_some_and(|i| i.pending)
+        self.state == State::Open && self.work().is_some_and(|w| w.pending)
     }
 
     fn on_tcp(&mut self, dir: Dir, seg: Segment<'_>, ts_ns: u64, budget: &mut Budget) {
@@ -868,10 +879,10 @@ impl FlowDissector {
             return;
         }
         let cap = budget.limits.per_direction;
-        let inner = self.inner_mut(budget);
-        let streams = inner
+        let (_, work) = self.parts();
+        let streams = work
             .streams
-            .get_or_insert_with(|| Box::new([StreamBuf::new(cap), StreamBuf::new(cap)]));
+            .get_or_insert_with(|| [StreamBuf::new(cap), StreamBuf::new(cap)]);
         let sb = &mut streams[dir.idx()];
         let mut grew = false;
         match seg.seq {
@@ -888,17 +899,17 @@ impl FlowDissector {
             None => grew |= sb.push_unsequenced(seg.payload, budget),
         }
         if !seg.payload.is_empty() {
-            inner.packets += 1;
+            work.packets += 1;
         }
         if grew {
-            inner.grew_ns[dir.idx()] = ts_ns;
-            inner.pending = true;
+            work.grew_ns[dir.idx()] = ts_ns;
+            work.pending = true;
         }
-        let [c, s] = &**streams;
+        let [c, s] = &*streams;
         // One side alone is analysed only once it cannot grow any more (see the module doc).
         let both_spoke = !c.data().is_empty() && !s.data().is_empty();
         let ended = seg.fin || c.is_closed() || s.is_closed();
-        if (grew && both_spoke) || ended || inner.packets >= budget.limits.max_packets {
+        if (grew && both_spoke) || ended || work.packets >= budget.limits.max_packets {
             self.analyze_tcp(budget);
         }
     }
@@ -908,11 +919,14 @@ impl FlowDissector {
         let Some(inner) = self.inner.as_mut() else {
             return;
         };
-        inner.pending = false;
-        let Some(streams) = inner.streams.as_ref() else {
+        let Some(work) = inner.work.as_mut() else {
             return;
         };
-        let [c, s] = &**streams;
+        work.pending = false;
+        let Some(streams) = work.streams.as_ref() else {
+            return;
+        };
+        let [c, s] = streams;
         let ctx = Ctx {
             c2s: c.data(),
             s2c: s.data(),
@@ -920,19 +934,18 @@ impl FlowDissector {
             s2c_closed: s.is_closed(),
             iport,
             rport,
-            tls_memo: Some(&inner.tls_memo),
+            tls_memo: Some(&work.tls_memo),
             digests: Some(&budget.digests),
         };
         let hint = port_app(transport, rport).or_else(|| port_app(transport, iport));
         let midstream = c.midstream || s.midstream;
         let both_closed = ctx.c2s_closed && ctx.s2c_closed;
-        let out_of_packets = inner.packets >= budget.limits.max_packets;
+        let out_of_packets = work.packets >= budget.limits.max_packets;
         let outcome = run_dissectors(TCP_DISSECTORS, hint, &ctx, true);
         let done = match outcome {
             Parse::Done(d) => {
                 let complete = d.complete || both_closed || out_of_packets;
-                let grew_ns = inner.grew_ns;
-                apply(inner, d, hint, grew_ns);
+                apply(&mut inner.info, &mut work.cred_seen, d, hint, work.grew_ns);
                 complete
             }
             Parse::NeedMore if !(both_closed || out_of_packets) => false,
@@ -956,16 +969,16 @@ impl FlowDissector {
             return;
         }
         let (iport, rport, transport) = (self.iport, self.rport, self.transport);
-        let inner = self.inner_mut(budget);
-        inner.packets += 1;
-        if inner.udp_sample.len() < 256 {
-            let take = (256 - inner.udp_sample.len()).min(payload.len());
-            inner.udp_sample.extend_from_slice(&payload[..take]);
+        let (info, work) = self.parts();
+        work.packets += 1;
+        if work.udp_sample.len() < 256 {
+            let take = (256 - work.udp_sample.len()).min(payload.len());
+            work.udp_sample.extend_from_slice(&payload[..take]);
         }
-        if let Some(q) = inner.quic.as_mut() {
+        if let Some(q) = work.quic.as_mut() {
             let learned_all = q.on_datagram(dir == Dir::ToResponder, payload, budget);
-            q.publish(&mut inner.info.sni, &mut inner.info.facts);
-            if learned_all || inner.packets >= budget.limits.max_packets {
+            q.publish(&mut info.sni, &mut info.facts);
+            if learned_all || work.packets >= budget.limits.max_packets {
                 self.finish();
             }
             return;
@@ -985,42 +998,42 @@ impl FlowDissector {
             digests: None,
         };
         let hint = port_app(transport, rport).or_else(|| port_app(transport, iport));
-        let prev = inner.info.app;
+        let prev = info.app;
         let done = match run_dissectors(UDP_DISSECTORS, hint, &ctx, true) {
             Parse::Done(d) => {
                 if prev == App::Dns && d.app == App::Dns {
                     // Merge DNS messages of one flow (queries then answers).
                     let complete = d.complete;
                     if let (Some(Facts::Dns(old)), Some(Facts::Dns(new))) =
-                        (&mut inner.info.facts, d.facts)
+                        (&mut info.facts, d.facts)
                     {
                         old.merge(*new);
                     }
-                    complete || inner.packets >= 8
+                    complete || work.packets >= 8
                 } else if prev != App::Unknown && prev != d.app {
                     // Keep the first verdict; a later datagram disagreeing is noise.
-                    inner.packets >= 8
+                    work.packets >= 8
                 } else if d.app == App::Quic && quic::QuicFlow::wanted(payload) {
                     // Keep reading datagrams until the client's ClientHello is decrypted.
-                    apply(inner, d, hint, [ts_ns; 2]);
+                    apply(info, &mut work.cred_seen, d, hint, [ts_ns; 2]);
                     let mut q = Box::new(quic::QuicFlow::new());
                     let learned_all = q.on_datagram(dir == Dir::ToResponder, payload, budget);
-                    q.publish(&mut inner.info.sni, &mut inner.info.facts);
-                    inner.quic = Some(q);
-                    learned_all || inner.packets >= budget.limits.max_packets
+                    q.publish(&mut info.sni, &mut info.facts);
+                    work.quic = Some(q);
+                    learned_all || work.packets >= budget.limits.max_packets
                 } else {
                     let complete = d.complete;
-                    apply(inner, d, hint, [ts_ns; 2]);
-                    complete || inner.packets >= 8
+                    apply(info, &mut work.cred_seen, d, hint, [ts_ns; 2]);
+                    complete || work.packets >= 8
                 }
             }
             _ => {
                 if prev == App::Unknown {
-                    inner.info.port_hint = hint;
-                    inner.info.hint = Some(byte_hint(&inner.udp_sample, &[]));
-                    inner.packets >= 4
+                    info.port_hint = hint;
+                    info.hint = Some(byte_hint(&work.udp_sample, &[]));
+                    work.packets >= 4
                 } else {
-                    inner.packets >= 8
+                    work.packets >= 8
                 }
             }
         };
@@ -1032,14 +1045,8 @@ impl FlowDissector {
     fn finish(&mut self) {
         self.state = State::Done;
         if let Some(inner) = self.inner.as_mut() {
-            if let Some(mut s) = inner.streams.take() {
-                s[0].free();
-                s[1].free();
-            }
-            inner.udp_sample = Vec::new();
-            inner.cred_seen = Vec::new();
-            inner.quic = None;
-            inner.tls_memo = Default::default();
+            // Dropping the working state frees the stream buffers and returns their budget.
+            inner.work = None;
             inner.info.credentials.shrink_to_fit();
         }
     }
@@ -1047,11 +1054,16 @@ impl FlowDissector {
 
 /// Writes a dissector's finding into the flow's result, time-stamping new credentials with
 /// `grew_ns[dir]`, the time the last bytes of their direction arrived.
-fn apply(inner: &mut Inner, d: Detected, hint: Option<App>, grew_ns: [u64; 2]) {
+fn apply(
+    info: &mut AppInfo,
+    cred_seen: &mut Vec<Credential>,
+    d: Detected,
+    hint: Option<App>,
+    grew_ns: [u64; 2],
+) {
     let mut creds = Vec::with_capacity(d.creds.len());
     for (kind, dir, redacted) in d.creds.into_iter().take(32) {
-        let ts = inner
-            .cred_seen
+        let ts = cred_seen
             .iter()
             .find(|c| c.kind == kind && c.dir == dir && c.redacted == redacted)
             .map_or(grew_ns[dir.idx()], |c| c.ts_ns);
@@ -1061,8 +1073,8 @@ fn apply(inner: &mut Inner, d: Detected, hint: Option<App>, grew_ns: [u64; 2]) {
             ts_ns: ts,
             redacted,
         };
-        if !inner.cred_seen.contains(&c) {
-            inner.cred_seen.push(c.clone());
+        if !cred_seen.contains(&c) {
+            cred_seen.push(c.clone());
         }
         creds.push(c);
     }
@@ -1071,14 +1083,14 @@ fn apply(inner: &mut Inner, d: Detected, hint: Option<App>, grew_ns: [u64; 2]) {
             && !(d.app == App::Tls && d.upgrade.is_none() && *h == App::Tls)
             && !(matches!(d.app, App::Http2 | App::Grpc) && *h == App::Http)
     });
-    inner.info = AppInfo {
+    *info = AppInfo {
         app: d.app,
         encryption: d.encryption,
         sni: d.sni,
         service: d.service,
         port_hint,
         hint: None,
-        midstream: inner.info.midstream,
+        midstream: info.midstream,
         upgrade: d.upgrade,
         facts: d.facts,
         credentials: creds,
