@@ -689,7 +689,10 @@ pub(crate) fn detect_mongodb(ctx: &Ctx) -> Parse<Detected> {
     // OP_QUERY: flags(4) collection\0 skip(4) ret(4) doc.
     let doc_at = match op {
         2013 if c.get(20) == Some(&0) => Some(21),
-        2004 => c[20..].iter().position(|&b| b == 0).map(|n| 20 + n + 1 + 8),
+        2004 => c
+            .get(20..)
+            .and_then(|rest| rest.iter().position(|&b| b == 0))
+            .map(|n| 20 + n + 1 + 8),
         _ => None,
     };
     if let Some(o) = doc_at

@@ -626,3 +626,19 @@ fn wire_strings_are_sanitized() {
         "{banner}"
     );
 }
+
+/// Fuzz find (dissect_all, 2026-11-29): an OP_QUERY header of 16–19 bytes made the
+/// collection-name scan slice past the end.
+#[test]
+fn mongodb_short_op_query_header_does_not_panic() {
+    for n in 16..=20 {
+        let mut c = vec![0u8; n];
+        c[0] = 0x20; // messageLength 32
+        c[12..16].copy_from_slice(&2004u32.to_le_bytes()); // OP_QUERY
+        let mut x = ctx(&c, &[]);
+        x.c2s_closed = true;
+        let _ = sql::detect_mongodb(&x);
+        let reply = [0u8; 16];
+        let _ = sql::detect_mongodb(&ctx(&c, &reply));
+    }
+}
