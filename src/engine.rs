@@ -444,31 +444,19 @@ impl Engine {
         &mut self,
         mut pick: impl FnMut(&Flow) -> bool,
     ) -> Vec<crate::summary::FlowSummary> {
-        let (table, cluster, dns, budget) = (
-            &mut self.table,
-            &mut self.cluster,
-            &mut self.dns,
-            &mut self.budget,
-        );
-        let mut out = Vec::new();
-        for flow in table.iter_mut().filter(|f| pick(f)) {
-            settle(flow, budget, dns);
-            out.push(crate::summary::FlowSummary::new(
-                flow,
-                enrich_with(cluster, dns, flow),
-            ));
-        }
-        out
-    }
-
-    /// Settles the first `n` live flows in [`Engine::live_flows`] order (see
-    /// [`FlowDissector::settle`](crate::dissect::FlowDissector::settle)), so that their
-    /// results reflect every byte seen; for views that list live flows.
-    pub fn settle_live(&mut self, n: usize) {
-        let (budget, dns) = (&mut self.budget, &mut self.dns);
-        for flow in self.table.iter_mut().take(n) {
-            settle(flow, budget, dns);
-        }
+        let (table, cluster, dns, budget) =
+            (&self.table, &mut self.cluster, &self.dns, &self.budget);
+        table
+            .iter()
+            .filter(|f| pick(f))
+            .map(|f| {
+                let mut summary = crate::summary::FlowSummary::new(f, enrich_with(cluster, dns, f));
+                if let Some(app) = f.app.preview(budget) {
+                    summary.app = app;
+                }
+                summary
+            })
+            .collect()
     }
 
     /// Moves packet time forward without a packet (live captures' idle periods).
@@ -646,41 +634,20 @@ mod tests {
         });
     }
 
-    /// A request the server never answered is analysed when its flow leaves the table (and
-    /// when a live view asks), not lost to the deferred analysis.
+    /// A request the server never answered: live views preview it without changing the
+    /// flow, and it is analysed for good when the flow leaves the table.
     #[test]
-    fn a_deferred_analysis_is_settled_when_the_flow_leaves_or_is_listed() {
+    fn a_deferred_analysis_is_previewed_live_and_settled_when_the_flow_leaves() {
+        let request = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
         let mut engine = Engine::new(EngineConfig::default());
         ingest(&mut engine, 1, &tcp(true, 100, true, b""));
         ingest(&mut engine, 2, &tcp(false, 900, true, b""));
-        ingest(
-            &mut engine,
-            3,
-            &tcp(true, 101, false, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"),
-        );
-        let live = engine.live_flows().next().unwrap();
-        assert!(live.app.is_pending());
-        engine.settle_live(10);
-        let live = engine.live_flows().next().unwrap();
-        assert_eq!(live.app.result().app, App::Http);
-
-        let mut engine = Engine::new(EngineConfig::default());
-        ingest(&mut engine, 1, &tcp(true, 100, true, b""));
-        ingest(
-            &mut engine,
-            3,
-            &tcp(true, 101, false, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"),
-        );
+        ingest(&mut engine, 3, &tcp(true, 101, false, request));
         let summaries = engine.summarize_live(|_| true);
         assert_eq!(summaries[0].app.app, App::Http);
-
-        let mut engine = Engine::new(EngineConfig::default());
-        ingest(&mut engine, 1, &tcp(true, 100, true, b""));
-        ingest(
-            &mut engine,
-            3,
-            &tcp(true, 101, false, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"),
-        );
+        let live = engine.live_flows().next().unwrap();
+        assert!(live.app.is_pending(), "a preview changes nothing");
+        assert_eq!(live.app.result().app, App::Unknown);
         engine.finish();
         let finished = engine.drain_finished();
         assert_eq!(finished.len(), 1);

@@ -37,9 +37,11 @@
 //!   in nearly every flow, and the analysis after the reply reads both sides, so analysing
 //!   the first side alone was a second full parse per flow (about 7 % of a run).
 //!   [`FlowDissector::settle`] runs a deferred analysis: the engine settles every flow as it
-//!   leaves the flow table and the live flows it summarises, so a flow whose server never
-//!   answered is still reported with what its client sent. Credentials are stamped with the
-//!   time of the last packet that grew their direction before the analysis that found them.
+//!   leaves the flow table, so a flow whose server never answered is still reported with
+//!   what its client sent. Live views use [`FlowDissector::preview`], which shows the same
+//!   answer without changing the flow, so what a view looked at (and when) never changes a
+//!   final record. Credentials are stamped with the time of the last packet that grew their
+//!   direction before the analysis that found them.
 //! * Each analysis re-runs the candidate dissectors on the whole buffered prefix (they are
 //!   functions of `Ctx`); the one exception is a per-flow memo of the last ClientHello
 //!   read (`tls::ClientMemo`), valid because the prefix only grows, so a TLS flow's client
@@ -926,42 +928,39 @@ impl FlowDissector {
         let Some(streams) = work.streams.as_ref() else {
             return;
         };
-        let [c, s] = streams;
-        let ctx = Ctx {
-            c2s: c.data(),
-            s2c: s.data(),
-            c2s_closed: c.is_closed(),
-            s2c_closed: s.is_closed(),
-            iport,
-            rport,
+        let tcp = TcpInput {
+            streams,
+            packets: work.packets,
+            grew_ns: work.grew_ns,
             tls_memo: Some(&work.tls_memo),
-            digests: Some(&budget.digests),
+            ports: (iport, rport, transport),
         };
-        let hint = port_app(transport, rport).or_else(|| port_app(transport, iport));
-        let midstream = c.midstream || s.midstream;
-        let both_closed = ctx.c2s_closed && ctx.s2c_closed;
-        let out_of_packets = work.packets >= budget.limits.max_packets;
-        let outcome = run_dissectors(TCP_DISSECTORS, hint, &ctx, true);
-        let done = match outcome {
-            Parse::Done(d) => {
-                let complete = d.complete || both_closed || out_of_packets;
-                apply(&mut inner.info, &mut work.cred_seen, d, hint, work.grew_ns);
-                complete
-            }
-            Parse::NeedMore if !(both_closed || out_of_packets) => false,
-            _ => {
-                inner.info = AppInfo {
-                    port_hint: hint,
-                    hint: Some(byte_hint(ctx.c2s, ctx.s2c)),
-                    ..AppInfo::UNKNOWN
-                };
-                both_closed || out_of_packets || (ctx.c2s_closed || ctx.s2c_closed)
-            }
-        };
-        inner.info.midstream = midstream;
-        if done {
+        if tcp.analyze(&mut inner.info, &mut work.cred_seen, budget) {
             self.finish();
         }
+    }
+
+    /// What [`FlowDissector::settle`] would report, without changing the flow: for live
+    /// views, which must not make a flow's final result depend on when they looked (a
+    /// settled one-sided analysis may end the verdict and stamps credentials earlier).
+    /// `None` when no analysis is deferred (then [`FlowDissector::result`] is current).
+    pub fn preview(&self, budget: &Budget) -> Option<AppInfo> {
+        if !self.is_pending() {
+            return None;
+        }
+        let inner = self.inner.as_ref()?;
+        let work = inner.work.as_ref()?;
+        let tcp = TcpInput {
+            streams: work.streams.as_ref()?,
+            packets: work.packets,
+            grew_ns: work.grew_ns,
+            tls_memo: None,
+            ports: (self.iport, self.rport, self.transport),
+        };
+        let mut info = inner.info.clone();
+        let mut cred_seen = work.cred_seen.clone();
+        tcp.analyze(&mut info, &mut cred_seen, budget);
+        Some(info)
     }
 
     fn on_datagram(&mut self, dir: Dir, payload: &[u8], ts_ns: u64, budget: &mut Budget) {
@@ -1049,6 +1048,62 @@ impl FlowDissector {
             inner.work = None;
             inner.info.credentials.shrink_to_fit();
         }
+    }
+}
+
+/// The buffered state one TCP analysis reads.
+struct TcpInput<'a> {
+    streams: &'a [StreamBuf; 2],
+    packets: u32,
+    grew_ns: [u64; 2],
+    tls_memo: Option<&'a tls::ClientMemoCell>,
+    /// Initiator port, responder port, transport.
+    ports: (u16, u16, Transport),
+}
+
+impl TcpInput<'_> {
+    /// Runs the TCP dissectors over both buffered directions and writes the finding into
+    /// `info`. Returns true when the verdict is final.
+    fn analyze(
+        &self,
+        info: &mut AppInfo,
+        cred_seen: &mut Vec<Credential>,
+        budget: &Budget,
+    ) -> bool {
+        let (iport, rport, transport) = self.ports;
+        let [c, s] = self.streams;
+        let ctx = Ctx {
+            c2s: c.data(),
+            s2c: s.data(),
+            c2s_closed: c.is_closed(),
+            s2c_closed: s.is_closed(),
+            iport,
+            rport,
+            tls_memo: self.tls_memo,
+            digests: Some(&budget.digests),
+        };
+        let hint = port_app(transport, rport).or_else(|| port_app(transport, iport));
+        let midstream = c.midstream || s.midstream;
+        let both_closed = ctx.c2s_closed && ctx.s2c_closed;
+        let out_of_packets = self.packets >= budget.limits.max_packets;
+        let done = match run_dissectors(TCP_DISSECTORS, hint, &ctx, true) {
+            Parse::Done(d) => {
+                let complete = d.complete || both_closed || out_of_packets;
+                apply(info, cred_seen, d, hint, self.grew_ns);
+                complete
+            }
+            Parse::NeedMore if !(both_closed || out_of_packets) => false,
+            _ => {
+                *info = AppInfo {
+                    port_hint: hint,
+                    hint: Some(byte_hint(ctx.c2s, ctx.s2c)),
+                    ..AppInfo::UNKNOWN
+                };
+                both_closed || out_of_packets || (ctx.c2s_closed || ctx.s2c_closed)
+            }
+        };
+        info.midstream = midstream;
+        done
     }
 }
 

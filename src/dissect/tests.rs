@@ -230,6 +230,30 @@ fn one_side_alone_is_analysed_when_the_reply_comes_or_on_settle() {
     };
     assert_eq!(h.status, Some(200));
 
+    // A live view's preview shows the deferred answer and changes nothing: the credential
+    // is still stamped by the analysis the reply triggers, as without the preview.
+    let mut d = FlowDissector::new(Transport::Tcp, 40000, 80);
+    handshake(&mut d, &mut b);
+    feed(&mut d, &mut b, Dir::ToResponder, 0, &request[..20], 10);
+    feed(&mut d, &mut b, Dir::ToResponder, 20, &request[20..], 11);
+    let shown = d.preview(&b).expect("deferred");
+    assert_eq!(shown.app, App::Http);
+    assert_eq!(shown.credentials[0].ts_ns, 11);
+    assert!(d.is_pending());
+    assert_eq!(d.result().app, App::Unknown);
+    // More client bytes (a pipelined request) before the reply.
+    feed(
+        &mut d,
+        &mut b,
+        Dir::ToResponder,
+        request.len(),
+        b"GET /b HTTP/1.1\r\n",
+        12,
+    );
+    feed(&mut d, &mut b, Dir::ToInitiator, 0, reply, 20);
+    assert!(d.preview(&b).is_none(), "nothing deferred");
+    assert_eq!(d.result().credentials[0].ts_ns, 12);
+
     // No reply: settle reads what the client sent, and the flow stays open.
     let mut d = FlowDissector::new(Transport::Tcp, 40000, 80);
     handshake(&mut d, &mut b);

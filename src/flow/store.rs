@@ -113,10 +113,6 @@ impl FlowStore {
         self.chunks.iter().flatten()
     }
 
-    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut Flow> {
-        self.chunks.iter_mut().flatten()
-    }
-
     /// Empties the store, returning every flow; chunks are freed as they are emptied.
     pub fn take_all(&mut self) -> Vec<Flow> {
         let mut all = Vec::with_capacity(self.len);

@@ -271,11 +271,6 @@ impl FlowTable {
         self.flows.values()
     }
 
-    /// Live flows (unordered, in the same order as [`FlowTable::iter`]).
-    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Flow> {
-        self.flows.values_mut()
-    }
-
     pub fn now_ns(&self) -> TimestampNs {
         self.now_ns
     }

@@ -774,12 +774,17 @@ impl Feeder {
     /// Summaries of (at most [`LIVE_ROWS_LISTED`]) live flows, enriched. Enrichment needs
     /// `&mut Engine` while the table is borrowed, so it runs on a key-only copy of each flow.
     fn live_rows(&mut self) -> Vec<FlowSummary> {
-        self.engine.settle_live(LIVE_ROWS_LISTED);
-        let listed: Vec<(FlowSummary, crate::flow::FlowKey, bool)> = self
-            .engine
+        let engine = &self.engine;
+        let listed: Vec<(FlowSummary, crate::flow::FlowKey, bool)> = engine
             .live_flows()
             .take(LIVE_ROWS_LISTED)
-            .map(|f| (FlowSummary::new(f, None), f.key, f.initiator_is_a))
+            .map(|f| {
+                let mut row = FlowSummary::new(f, None);
+                if let Some(app) = f.app.preview(engine.dissect_budget()) {
+                    row.app = app;
+                }
+                (row, f.key, f.initiator_is_a)
+            })
             .collect();
         let enrich = self.engine.cluster().is_some();
         listed
