@@ -65,6 +65,13 @@ fuzz_target!(|data: &[u8]| {
         seq[i] = seq[i].wrapping_add(n as u32);
         t += 1;
         assert!(budget.in_use() <= 4096);
+        if ctl & 0x08 != 0 {
+            // A live view's preview must leave the flow exactly as it was.
+            let (pending, before) = (d.is_pending(), serde_json::to_string(d.result()).ok());
+            let _ = d.preview(&budget);
+            assert_eq!(pending, d.is_pending());
+            assert_eq!(before, serde_json::to_string(d.result()).ok());
+        }
     }
     // A deferred one-sided analysis runs here (as when the engine retires the flow).
     d.settle(&mut budget);
