@@ -449,13 +449,7 @@ impl Engine {
         table
             .iter()
             .filter(|f| pick(f))
-            .map(|f| {
-                let mut summary = crate::summary::FlowSummary::new(f, enrich_with(cluster, dns, f));
-                if let Some(app) = f.app.preview(budget) {
-                    summary.app = app;
-                }
-                summary
-            })
+            .map(|f| crate::summary::FlowSummary::live(f, enrich_with(cluster, dns, f), budget))
             .collect()
     }
 

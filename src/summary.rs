@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use serde::Serialize;
 
 use crate::decode::{TunnelKind, ipproto};
-use crate::dissect::AppInfo;
+use crate::dissect::{AppInfo, Budget};
 use crate::engine::{Engine, Enrichment};
 use crate::flow::{DirCounters, EndReason, Endpoint, Flow, TcpTracker};
 use crate::frame::TimestampNs;
@@ -63,6 +63,16 @@ impl FlowSummary {
     }
 
     /// Summarises a flow with identities and verdict from the engine's cluster data.
+    /// A live flow's summary: its result includes an analysis the dissector deferred (a
+    /// preview that changes nothing, see `FlowDissector::preview`).
+    pub fn live(flow: &Flow, enrichment: Option<Enrichment>, budget: &Budget) -> FlowSummary {
+        let mut summary = FlowSummary::new(flow, enrichment);
+        if let Some(app) = flow.app.preview(budget) {
+            summary.app = app;
+        }
+        summary
+    }
+
     pub fn enriched(engine: &mut Engine, flow: &Flow) -> FlowSummary {
         let enrichment = engine.enrich(flow);
         FlowSummary::new(flow, enrichment)

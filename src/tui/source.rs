@@ -779,10 +779,7 @@ impl Feeder {
             .live_flows()
             .take(LIVE_ROWS_LISTED)
             .map(|f| {
-                let mut row = FlowSummary::new(f, None);
-                if let Some(app) = f.app.preview(engine.dissect_budget()) {
-                    row.app = app;
-                }
+                let row = FlowSummary::live(f, None, engine.dissect_budget());
                 (row, f.key, f.initiator_is_a)
             })
             .collect();
