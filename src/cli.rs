@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::capture::{CaptureEvent, ReadSummary, read_capture};
+use crate::capture::{EngineFeed, ReadSummary, read_capture_into};
 use crate::engine::{Engine, EngineConfig};
 use crate::report::{FlowFormat, FlowWriter, RttSummary, StatsReport};
 use crate::summary::FlowSummary;
@@ -274,26 +274,23 @@ fn process(
     let total = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     let read_bytes = Arc::new(AtomicU64::new(0));
     let mut progress = show_progress.then(|| Progress::new(path, total, read_bytes.clone()));
-    let mut frames = 0u64;
     let mut write_error: Option<io::Error> = None;
-    let summary = read_capture(path, Some(read_bytes), |event| match event {
-        CaptureEvent::Interface(info) => engine.add_interface(info),
-        CaptureEvent::Frame(frame) => {
-            engine.ingest(&frame);
-            frames += 1;
-            if frames.is_multiple_of(4096) {
-                if write_error.is_none()
-                    && let Err(e) = each_batch(engine)
-                {
-                    write_error = Some(e);
-                }
-                if let Some(p) = progress.as_mut() {
-                    p.tick(frames);
-                }
-            }
+    // Every 4,096 frames: write what finished (output streams, memory stays bounded).
+    let mut between_batches = |engine: &mut Engine, frames: u64| {
+        if write_error.is_none()
+            && let Err(e) = each_batch(engine)
+        {
+            write_error = Some(e);
         }
-        CaptureEvent::Comment(_) => {}
-    })
+        if let Some(p) = progress.as_mut() {
+            p.tick(frames);
+        }
+    };
+    let summary = read_capture_into(
+        path,
+        Some(read_bytes),
+        &mut EngineFeed::new(engine, 4096, &mut between_batches),
+    )
     .with_context(|| format!("reading {}", path.display()))?;
     if let Some(p) = progress.as_mut() {
         p.clear();

@@ -222,6 +222,64 @@ impl Engine {
     /// Ingests one frame and says which flows counted it (nothing for undecodable frames
     /// and de-duplicated copies).
     pub fn ingest(&mut self, frame: &RawFrame<'_>) -> Attribution {
+        let decoded = decode::decode(frame.link, frame.data);
+        self.ingest_decoded(frame, &decoded, None)
+    }
+
+    /// Ingests consecutive frames exactly as [`Engine::ingest`] would one by one, but works
+    /// ahead: each frame is decoded and its flow's memory requested a few frames before the
+    /// frame is counted, so the cache misses of the flow lookup (~0.1 µs each, one per
+    /// packet on a large table) overlap with the work on the frames before it.
+    pub fn ingest_run(&mut self, frames: &[RawFrame<'_>]) {
+        /// Frames decoded ahead of the one being counted (a power of two).
+        const AHEAD: usize = 4;
+        /// Of those, the frames whose flows are already requested.
+        const REQUESTED: usize = 2;
+        // Slots are overwritten in place: a `Lookahead` is ~250 bytes, and moving it in and
+        // out of an `Option` per frame cost more than the misses it hides.
+        let mut ahead: [Lookahead<'_>; AHEAD] = std::array::from_fn(|_| Lookahead {
+            decoded: Err(DecodeError::NotIp),
+            key: None,
+        });
+        for i in 0..frames.len() + AHEAD {
+            // Frame i − AHEAD is counted first: frame i reuses its slot.
+            if let Some(j) = i.checked_sub(AHEAD)
+                && let Some(frame) = frames.get(j)
+            {
+                let slot = &ahead[j % AHEAD];
+                self.ingest_decoded(frame, &slot.decoded, slot.key);
+            }
+            if let Some(frame) = frames.get(i) {
+                let slot = &mut ahead[i % AHEAD];
+                decode::decode_into(frame.link, frame.data, &mut slot.decoded);
+                slot.key = slot
+                    .decoded
+                    .as_ref()
+                    .ok()
+                    .and_then(plain_key)
+                    .map(|(key, from_a)| {
+                        let hash = self.table.hash(&key);
+                        (key, from_a, hash)
+                    });
+            }
+            // The flow of frame i − (AHEAD − REQUESTED) is requested.
+            if let Some(j) = i.checked_sub(AHEAD - REQUESTED)
+                && j < frames.len()
+                && let Some((_, _, hash)) = ahead[j % AHEAD].key
+            {
+                self.table.prefetch_flow(hash);
+            }
+        }
+    }
+
+    /// The rest of [`Engine::ingest`] for a decoded frame; `plain` is its [`plain_key`] and
+    /// the key's hash when the caller already computed them.
+    fn ingest_decoded(
+        &mut self,
+        frame: &RawFrame<'_>,
+        decoded: &Result<Decoded<'_>, DecodeError>,
+        plain: Option<(FlowKey, bool, u64)>,
+    ) -> Attribution {
         let mut attribution = Attribution::default();
         let stats = &mut self.stats;
         stats.frames += 1;
@@ -229,7 +287,6 @@ impl Engine {
         stats.first_ns = Some(stats.first_ns.map_or(frame.ts_ns, |t| t.min(frame.ts_ns)));
         stats.last_ns = Some(stats.last_ns.map_or(frame.ts_ns, |t| t.max(frame.ts_ns)));
 
-        let decoded = decode::decode(frame.link, frame.data);
         let ifindex = decoded.as_ref().ok().and_then(|d| d.sll2_ifindex);
         let iface = self.interface(frame, ifindex);
         if frame.link == linktype::LINUX_SLL2 {
@@ -254,7 +311,7 @@ impl Engine {
         {
             self.stats.duplicates_removed += 1;
             self.stats.interfaces[iface as usize].duplicates += 1;
-            if let Some(key) = self.inner_key(&decoded, frame.ts_ns)
+            if let Some(key) = self.inner_key(decoded, frame.ts_ns)
                 && let Some(flow) = self.table.get_mut(&key.0)
             {
                 flow.ifaces |= bit;
@@ -274,14 +331,22 @@ impl Engine {
         if decoded.carrier_only {
             return attribution;
         }
-        let Some((key, from_a)) = self.inner_key(&decoded, frame.ts_ns) else {
-            return attribution;
+        // An unfragmented packet's key needs no fragment tracking: `plain` is what
+        // `inner_key` would compute.
+        let (key, from_a, hash) = match plain {
+            Some(plain) => plain,
+            None => {
+                let Some((key, from_a)) = self.inner_key(decoded, frame.ts_ns) else {
+                    return attribution;
+                };
+                (key, from_a, self.table.hash(&key))
+            }
         };
         let created_before = self.table.counters.created;
         let inner = &decoded.inner;
-        let (flow, fwd) = self
-            .table
-            .packet(key, from_a, frame.ts_ns, frame.orig_len, inner.tcp);
+        let (flow, fwd) =
+            self.table
+                .packet_hashed(key, hash, from_a, frame.ts_ns, frame.orig_len, inner.tcp);
         flow.ifaces |= bit;
         attribution.flow = Some(flow.serial);
         if flow.tunnel.is_none() {
@@ -571,6 +636,21 @@ fn enrich_with(
     })
 }
 
+/// A frame decoded ahead by [`Engine::ingest_run`].
+struct Lookahead<'a> {
+    decoded: Result<Decoded<'a>, DecodeError>,
+    /// Its [`plain_key`] and that key's hash.
+    key: Option<(FlowKey, bool, u64)>,
+}
+
+/// The inner flow key of a packet that needs no fragment tracking and is not a tunnel's
+/// carrier-only frame: exactly what `Engine::inner_key` returns for it, without state.
+fn plain_key(decoded: &Decoded<'_>) -> Option<(FlowKey, bool)> {
+    let inner = &decoded.inner;
+    (matches!(inner.fragment, Fragment::None) && !decoded.carrier_only)
+        .then(|| key_of(inner, inner.src_port, inner.dst_port, false))
+}
+
 fn key_of(packet: &Packet<'_>, sport: u16, dport: u16, outer: bool) -> (FlowKey, bool) {
     let (sport, dport) = match packet.proto {
         ipproto::TCP | ipproto::UDP | ipproto::SCTP => (sport, dport),
@@ -647,5 +727,86 @@ mod tests {
         assert_eq!(finished.len(), 1);
         assert!(!finished[0].app.is_pending());
         assert_eq!(finished[0].app.result().app, App::Http);
+    }
+
+    /// `ingest_run` over any split of the same frames counts exactly what `ingest` one by one
+    /// counts: many short flows (a 4-flow table evicts mid-run, so prefetched flows move),
+    /// IPv4 fragments (tracked in order), an undecodable frame, and dissected payloads.
+    #[test]
+    fn runs_of_frames_count_exactly_like_single_frames() {
+        let mut frames: Vec<Vec<u8>> = Vec::new();
+        for n in 0..40u16 {
+            let builder = PacketBuilder::ethernet2([1; 6], [2; 6])
+                .ipv4([10, 244, 1, (n % 7) as u8], [10, 96, 0, 10], 64)
+                .udp(30000 + n % 5, 53);
+            let mut frame = Vec::new();
+            builder
+                .write(
+                    &mut frame,
+                    b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x01a\x00\x00\x01\x00\x01",
+                )
+                .unwrap();
+            frames.push(frame);
+            frames.push(tcp(
+                n % 2 == 0,
+                u32::from(n) * 10,
+                n % 3 == 0,
+                b"GET / HTTP/1.1\r\n\r\n",
+            ));
+        }
+        frames.push(vec![0u8; 9]);
+        // A first fragment (more-fragments set, offset 0) and a later one of the same datagram.
+        let whole = tcp(true, 5, false, &[7u8; 64]);
+        let mut first = whole[..14 + 20 + 24].to_vec();
+        first[14 + 6] = 0x20;
+        first[14 + 2..14 + 4].copy_from_slice(&44u16.to_be_bytes());
+        let mut later = whole[..14 + 20].to_vec();
+        later.extend_from_slice(&[9u8; 16]);
+        later[14 + 6] = 0x00;
+        later[14 + 7] = 3;
+        later[14 + 2..14 + 4].copy_from_slice(&36u16.to_be_bytes());
+        frames.push(first);
+        frames.push(later);
+        let raw: Vec<RawFrame<'_>> = frames
+            .iter()
+            .enumerate()
+            .map(|(i, data)| RawFrame {
+                ts_ns: i as u64 * 1_000_000_000,
+                iface: 0,
+                link: linktype::ETHERNET,
+                orig_len: data.len() as u32,
+                data,
+            })
+            .collect();
+        let config = EngineConfig {
+            table: FlowTableConfig {
+                capacity: 4,
+                ..FlowTableConfig::default()
+            },
+            ..EngineConfig::default()
+        };
+        let outcome = |mut engine: Engine| {
+            engine.finish();
+            let mut seen: Vec<String> = engine
+                .drain_finished()
+                .iter()
+                .map(|f| format!("{f:?} {:?}", f.app.result()))
+                .collect();
+            seen.push(format!("{:?}", engine.stats()));
+            seen
+        };
+        let mut one_by_one = Engine::new(config);
+        for frame in &raw {
+            one_by_one.ingest(frame);
+        }
+        let expected = outcome(one_by_one);
+        assert!(expected.len() > 20, "many flows: {}", expected.len());
+        for split in [1, 2, 3, 5, 8, raw.len()] {
+            let mut in_runs = Engine::new(config);
+            for run in raw.chunks(split) {
+                in_runs.ingest_run(run);
+            }
+            assert_eq!(outcome(in_runs), expected, "runs of {split}");
+        }
     }
 }

@@ -15,6 +15,7 @@ pub mod findings;
 pub mod flow;
 pub mod frame;
 pub mod policy;
+pub mod prefetch;
 pub mod report;
 pub mod sanitize;
 pub mod suggest;

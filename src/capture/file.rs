@@ -15,6 +15,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use pcap_parser::pcap::{
+    LegacyPcapBlock, parse_pcap_frame, parse_pcap_frame_be, parse_pcap_frame_modified,
+};
 use pcap_parser::pcapng::Block;
 use pcap_parser::traits::PcapReaderIterator;
 use pcap_parser::{PcapBlockOwned, PcapError, create_reader};
@@ -33,6 +36,29 @@ pub const MAX_RECORD_BYTES: usize = 64 << 20;
 pub enum CaptureFormat {
     Pcap,
     PcapNg,
+}
+
+/// Most frames handed over in one [`CaptureSink::frames`] call.
+const FRAMES_PER_RUN: usize = 512;
+
+/// Receives what a capture holds, in file order. Any `FnMut(CaptureEvent)` closure is one.
+pub trait CaptureSink {
+    fn event(&mut self, event: CaptureEvent<'_>);
+
+    /// Consecutive frames, all valid at once (pcap records that lie whole in the read
+    /// buffer), so a consumer can work ahead on later frames. By default they go to
+    /// [`CaptureSink::event`] one by one.
+    fn frames(&mut self, frames: &[RawFrame<'_>]) {
+        for &frame in frames {
+            self.event(CaptureEvent::Frame(frame));
+        }
+    }
+}
+
+impl<F: FnMut(CaptureEvent<'_>)> CaptureSink for F {
+    fn event(&mut self, event: CaptureEvent<'_>) {
+        self(event)
+    }
 }
 
 /// Something the reader hands to its caller.
@@ -104,6 +130,69 @@ impl<R: Read> Read for CountingReader<R> {
     }
 }
 
+/// Which record layout a legacy pcap uses.
+#[derive(Debug, Clone, Copy)]
+enum LegacyParse {
+    LittleEndian,
+    BigEndian,
+    /// Kuznetzov's "modified" pcap: 8 more header bytes per record.
+    Modified,
+}
+
+/// How a legacy pcap's records become frames (from its file header).
+#[derive(Debug, Clone, Copy)]
+struct LegacyFormat {
+    link: u32,
+    nanos: bool,
+    parse: LegacyParse,
+}
+
+impl LegacyFormat {
+    /// The next whole record of `data` and the bytes after it; `None` when the record is
+    /// partial or damaged (the caller's `next()` path then says which).
+    fn parse<'a>(&self, data: &'a [u8]) -> Option<(LegacyPcapBlock<'a>, &'a [u8])> {
+        let parsed = match self.parse {
+            LegacyParse::LittleEndian => parse_pcap_frame(data),
+            LegacyParse::BigEndian => parse_pcap_frame_be(data),
+            LegacyParse::Modified => parse_pcap_frame_modified(data),
+        };
+        parsed.ok().map(|(rest, record)| (record, rest))
+    }
+
+    fn frame<'a>(&self, record: &LegacyPcapBlock<'a>) -> RawFrame<'a> {
+        let frac_ns = if self.nanos {
+            u64::from(record.ts_usec)
+        } else {
+            u64::from(record.ts_usec) * 1_000
+        };
+        RawFrame {
+            ts_ns: u64::from(record.ts_sec) * 1_000_000_000 + frac_ns,
+            iface: 0,
+            link: self.link,
+            orig_len: record.origlen.max(record.data.len() as u32),
+            data: record.data,
+        }
+    }
+}
+
+/// Hands the whole records at the start of `data` to the sink as one run (at most
+/// [`FRAMES_PER_RUN`]); returns how many frames and bytes that was.
+fn read_legacy_run(data: &[u8], format: LegacyFormat, sink: &mut dyn CaptureSink) -> (u64, usize) {
+    let mut frames = Vec::with_capacity(FRAMES_PER_RUN);
+    let mut rest = data;
+    while frames.len() < FRAMES_PER_RUN {
+        let Some((record, after)) = format.parse(rest) else {
+            break;
+        };
+        frames.push(format.frame(&record));
+        rest = after;
+    }
+    if !frames.is_empty() {
+        sink.frames(&frames);
+    }
+    (frames.len() as u64, data.len() - rest.len())
+}
+
 /// Per-interface timestamp conversion for pcapng.
 #[derive(Debug, Clone, Copy)]
 struct TsUnit {
@@ -137,6 +226,15 @@ pub fn read_capture(
     progress: Option<Arc<AtomicU64>>,
     mut on_event: impl FnMut(CaptureEvent<'_>),
 ) -> Result<ReadSummary, CaptureError> {
+    read_capture_into(path, progress, &mut on_event)
+}
+
+/// [`read_capture`] for a [`CaptureSink`] that takes runs of frames at once.
+pub fn read_capture_into(
+    path: &Path,
+    progress: Option<Arc<AtomicU64>>,
+    sink: &mut dyn CaptureSink,
+) -> Result<ReadSummary, CaptureError> {
     let shown = path.display().to_string();
     let mut file = File::open(path).map_err(|source| CaptureError::Open {
         path: shown.clone(),
@@ -160,7 +258,7 @@ pub fn read_capture(
     } else {
         Box::new(counted)
     };
-    read_stream(source, &shown, gzip, &mut on_event)
+    read_stream(source, &shown, gzip, sink)
 }
 
 /// Reads a capture from any byte stream (used by `read_capture` and the fuzz target).
@@ -168,7 +266,7 @@ pub fn read_stream(
     source: Box<dyn Read + Send>,
     shown: &str,
     gzip: bool,
-    on_event: &mut dyn FnMut(CaptureEvent<'_>),
+    sink: &mut dyn CaptureSink,
 ) -> Result<ReadSummary, CaptureError> {
     let mut reader = match create_reader(BUFFER_BYTES, source) {
         Ok(r) => r,
@@ -183,14 +281,14 @@ pub fn read_stream(
             });
         }
     };
-    drive(reader.as_mut(), gzip, on_event, &mut |_| {})
+    drive(reader.as_mut(), gzip, sink, &mut |_| {})
 }
 
 /// Pulls blocks from a pcap-parser reader and turns them into events until the end or damage.
 fn drive(
     reader: &mut dyn PcapReaderIterator,
     gzip: bool,
-    on_event: &mut dyn FnMut(CaptureEvent<'_>),
+    sink: &mut dyn CaptureSink,
     on_progress: &mut dyn FnMut(usize),
 ) -> Result<ReadSummary, CaptureError> {
     let mut summary = ReadSummary {
@@ -200,9 +298,8 @@ fn drive(
         skipped_blocks: 0,
         damage: None,
     };
-    // Legacy pcap state.
-    let mut legacy_link = 0u32;
-    let mut legacy_nanos = false;
+    // Legacy pcap: set by the file header.
+    let mut legacy: Option<LegacyFormat> = None;
     // pcapng state: interfaces of the current section, numbered globally across sections.
     let mut ng_ifaces: Vec<NgInterface> = Vec::new();
     let mut section_base: IfaceId = 0;
@@ -213,6 +310,22 @@ fn drive(
     let mut blocks_since_progress = 0u32;
 
     loop {
+        // Fast path: hand over every whole pcap record in the buffer at once. Anything else
+        // (a partial record, damage, pcapng) goes through `next()` below.
+        if let Some(format) = legacy {
+            let (frames, bytes) = read_legacy_run(reader.data(), format, sink);
+            if bytes > 0 {
+                summary.frames += frames;
+                reader.consume_noshift(bytes);
+                stalled_refills = 0;
+                blocks_since_progress += frames as u32;
+                if blocks_since_progress >= 4096 {
+                    blocks_since_progress = 0;
+                    on_progress(reader.consumed());
+                }
+                continue;
+            }
+        }
         let offset_before = reader.consumed() as u64;
         match reader.next() {
             Ok((len, block)) => {
@@ -220,32 +333,33 @@ fn drive(
                 match block {
                     PcapBlockOwned::LegacyHeader(header) => {
                         summary.format = Some(CaptureFormat::Pcap);
-                        // The upper bits carry FCS information (libpcap's LT_LINKTYPE mask).
-                        legacy_link = header.network.0 as u32 & 0x03ff_ffff;
-                        legacy_nanos = header.is_nanosecond_precision();
+                        let format = LegacyFormat {
+                            // The upper bits carry FCS information (libpcap's LT_LINKTYPE mask).
+                            link: header.network.0 as u32 & 0x03ff_ffff,
+                            nanos: header.is_nanosecond_precision(),
+                            // The same choice pcap-parser's reader makes for its records.
+                            parse: if header.is_modified_format() {
+                                LegacyParse::Modified
+                            } else if header.is_bigendian() {
+                                LegacyParse::BigEndian
+                            } else {
+                                LegacyParse::LittleEndian
+                            },
+                        };
+                        legacy = Some(format);
                         total_ifaces = 1;
-                        on_event(CaptureEvent::Interface(InterfaceInfo {
+                        sink.event(CaptureEvent::Interface(InterfaceInfo {
                             capture_id: 0,
                             ifindex: None,
-                            link: legacy_link,
+                            link: format.link,
                             name: None,
                         }));
                     }
                     PcapBlockOwned::Legacy(record) => {
-                        let frac_ns = if legacy_nanos {
-                            u64::from(record.ts_usec)
-                        } else {
-                            u64::from(record.ts_usec) * 1_000
-                        };
-                        let ts_ns = u64::from(record.ts_sec) * 1_000_000_000 + frac_ns;
-                        summary.frames += 1;
-                        on_event(CaptureEvent::Frame(RawFrame {
-                            ts_ns,
-                            iface: 0,
-                            link: legacy_link,
-                            orig_len: record.origlen.max(record.data.len() as u32),
-                            data: record.data,
-                        }));
+                        if let Some(format) = legacy {
+                            summary.frames += 1;
+                            sink.event(CaptureEvent::Frame(format.frame(&record)));
+                        }
                     }
                     PcapBlockOwned::NG(block) => {
                         summary.format = Some(CaptureFormat::PcapNg);
@@ -254,7 +368,7 @@ fn drive(
                                 ng_big_endian = shb.big_endian();
                                 section_base = total_ifaces;
                                 ng_ifaces.clear();
-                                emit_comments(&shb.options, on_event);
+                                emit_comments(&shb.options, sink);
                             }
                             Block::InterfaceDescription(idb) => {
                                 let id = section_base + ng_ifaces.len() as IfaceId;
@@ -273,8 +387,8 @@ fn drive(
                                     .if_name()
                                     .and_then(|r| r.ok())
                                     .map(crate::sanitize::sanitize);
-                                emit_comments(&idb.options, on_event);
-                                on_event(CaptureEvent::Interface(InterfaceInfo {
+                                emit_comments(&idb.options, sink);
+                                sink.event(CaptureEvent::Interface(InterfaceInfo {
                                     capture_id: id,
                                     ifindex: None,
                                     link,
@@ -288,8 +402,8 @@ fn drive(
                                     let data =
                                         &epb.data[..(epb.caplen as usize).min(epb.data.len())];
                                     summary.frames += 1;
-                                    emit_comments(&epb.options, on_event);
-                                    on_event(CaptureEvent::Frame(RawFrame {
+                                    emit_comments(&epb.options, sink);
+                                    sink.event(CaptureEvent::Frame(RawFrame {
                                         ts_ns: iface.ts.to_ns(ticks),
                                         iface: section_base + epb.if_id,
                                         link: iface.link,
@@ -306,7 +420,7 @@ fn drive(
                                         caplen = caplen.min(iface.snaplen as usize);
                                     }
                                     summary.frames += 1;
-                                    on_event(CaptureEvent::Frame(RawFrame {
+                                    sink.event(CaptureEvent::Frame(RawFrame {
                                         ts_ns: 0,
                                         iface: section_base,
                                         link: iface.link,
@@ -324,7 +438,7 @@ fn drive(
                                     Some(opb) => match ng_ifaces.get(usize::from(opb.if_id)) {
                                         Some(iface) => {
                                             summary.frames += 1;
-                                            on_event(CaptureEvent::Frame(RawFrame {
+                                            sink.event(CaptureEvent::Frame(RawFrame {
                                                 ts_ns: iface.ts.to_ns(opb.ticks),
                                                 iface: section_base + IfaceId::from(opb.if_id),
                                                 link: iface.link,
@@ -346,7 +460,7 @@ fn drive(
                 // so each byte is copied once (kernel → buffer) instead of twice.
                 reader.consume_noshift(len);
                 blocks_since_progress += 1;
-                if blocks_since_progress == 4096 {
+                if blocks_since_progress >= 4096 {
                     blocks_since_progress = 0;
                     on_progress(reader.consumed());
                 }
@@ -445,14 +559,11 @@ fn describe(error: &PcapError<&[u8]>) -> String {
     }
 }
 
-fn emit_comments(
-    options: &[pcap_parser::pcapng::PcapNGOption<'_>],
-    on_event: &mut dyn FnMut(CaptureEvent<'_>),
-) {
+fn emit_comments(options: &[pcap_parser::pcapng::PcapNGOption<'_>], sink: &mut dyn CaptureSink) {
     for option in options {
         if option.code == pcap_parser::pcapng::OptionCode::Comment {
             let len = usize::from(option.len).min(option.value.len());
-            on_event(CaptureEvent::Comment(crate::sanitize::sanitize_bytes(
+            sink.event(CaptureEvent::Comment(crate::sanitize::sanitize_bytes(
                 &option.value[..len],
             )));
         }

@@ -223,29 +223,45 @@ impl DecodeError {
 
 /// Decodes one frame of the given LINKTYPE.
 pub fn decode(link: u32, data: &[u8]) -> Result<Decoded<'_>, DecodeError> {
+    let mut out = Err(DecodeError::NotIp);
+    decode_into(link, data, &mut out);
+    out
+}
+
+/// [`decode`] into `out`: the result (~200 bytes) is written in place rather than returned
+/// and copied, for callers that keep decoded frames in a buffer.
+pub fn decode_into<'a>(link: u32, data: &'a [u8], out: &mut Result<Decoded<'a>, DecodeError>) {
     let mut ctx = Ctx::default();
+    match read_layers(link, data, &mut ctx) {
+        Ok(()) => ctx.finish_into(out),
+        Err(error) => *out = Err(error),
+    }
+}
+
+/// Walks the link layer down to the innermost IP packet, filling `ctx`.
+fn read_layers<'a>(link: u32, data: &'a [u8], ctx: &mut Ctx<'a>) -> Result<(), DecodeError> {
     match link {
-        linktype::ETHERNET => link::ethernet(data, &mut ctx)?,
-        linktype::RAW | linktype::RAW_BSD12 | linktype::RAW_BSD14 => net::ip(data, 0, &mut ctx)?,
+        linktype::ETHERNET => link::ethernet(data, ctx)?,
+        linktype::RAW | linktype::RAW_BSD12 | linktype::RAW_BSD14 => net::ip(data, 0, ctx)?,
         // Like Wireshark, LINKTYPE_IPV4 dispatches on the version nibble; LINKTYPE_IPV6 must be v6.
-        linktype::IPV4 => net::ip(data, 0, &mut ctx)?,
-        linktype::IPV6 if data.first().map(|b| b >> 4) == Some(6) => net::ip(data, 0, &mut ctx)?,
+        linktype::IPV4 => net::ip(data, 0, ctx)?,
+        linktype::IPV6 if data.first().map(|b| b >> 4) == Some(6) => net::ip(data, 0, ctx)?,
         linktype::IPV6 => return Err(DecodeError::BadIpHeader),
-        linktype::NULL => link::null(data, false, &mut ctx)?,
-        linktype::LOOP => link::null(data, true, &mut ctx)?,
-        linktype::LINUX_SLL => link::sll(data, &mut ctx)?,
-        linktype::LINUX_SLL2 => link::sll2(data, &mut ctx)?,
-        linktype::PPP | linktype::PPP_HDLC => link::ppp(data, &mut ctx)?,
-        linktype::PPP_ETHER => link::pppoe_session(data, &mut ctx)?,
-        linktype::C_HDLC => link::cisco_hdlc(data, &mut ctx)?,
-        linktype::IEEE802_11 => link::ieee80211(data, false, &mut ctx)?,
-        linktype::IEEE802_11_RADIOTAP => link::radiotap(data, &mut ctx)?,
-        link::PPI => link::ppi(data, &mut ctx)?,
-        link::PKTAP | link::PKTAP_USER2 => link::pktap(data, &mut ctx)?,
-        link::NFLOG => link::nflog(data, &mut ctx)?,
+        linktype::NULL => link::null(data, false, ctx)?,
+        linktype::LOOP => link::null(data, true, ctx)?,
+        linktype::LINUX_SLL => link::sll(data, ctx)?,
+        linktype::LINUX_SLL2 => link::sll2(data, ctx)?,
+        linktype::PPP | linktype::PPP_HDLC => link::ppp(data, ctx)?,
+        linktype::PPP_ETHER => link::pppoe_session(data, ctx)?,
+        linktype::C_HDLC => link::cisco_hdlc(data, ctx)?,
+        linktype::IEEE802_11 => link::ieee80211(data, false, ctx)?,
+        linktype::IEEE802_11_RADIOTAP => link::radiotap(data, ctx)?,
+        link::PPI => link::ppi(data, ctx)?,
+        link::PKTAP | link::PKTAP_USER2 => link::pktap(data, ctx)?,
+        link::NFLOG => link::nflog(data, ctx)?,
         _ => return Err(DecodeError::UnsupportedLinkType),
     }
-    ctx.finish()
+    Ok(())
 }
 
 /// Decoding state carried down through the layers.
@@ -268,16 +284,18 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    fn finish(self) -> Result<Decoded<'a>, DecodeError> {
-        let inner = self.inner.ok_or(DecodeError::NotIp)?;
-        Ok(Decoded {
-            inner,
-            outer: self.outer,
-            tunnel: self.tunnel,
-            l3: self.l3.unwrap_or(&[]),
-            sll2_ifindex: self.sll2_ifindex,
-            carrier_only: self.carrier_only,
-        })
+    fn finish_into(self, out: &mut Result<Decoded<'a>, DecodeError>) {
+        *out = match self.inner {
+            Some(inner) => Ok(Decoded {
+                inner,
+                outer: self.outer,
+                tunnel: self.tunnel,
+                l3: self.l3.unwrap_or(&[]),
+                sll2_ifindex: self.sll2_ifindex,
+                carrier_only: self.carrier_only,
+            }),
+            None => Err(DecodeError::NotIp),
+        };
     }
 }
 

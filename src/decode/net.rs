@@ -55,7 +55,9 @@ fn l2tp_ppp(payload: &[u8]) -> Option<(u16, &[u8])> {
 pub fn decode_ip(data: &[u8]) -> Result<super::Decoded<'_>, DecodeError> {
     let mut ctx = Ctx::default();
     ip(data, 0, &mut ctx)?;
-    ctx.finish()
+    let mut out = Err(DecodeError::NotIp);
+    ctx.finish_into(&mut out);
+    out
 }
 
 /// Decodes an IP header and what it carries; records the packet (or recurses into a tunnel).

@@ -15,7 +15,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 
 use super::{Baseline, FindingsReport, Inputs, RulesConfig, Severity, evaluate, sarif};
-use crate::capture::{CaptureEvent, ReadSummary, read_capture};
+use crate::capture::{EngineFeed, ReadSummary, read_capture_into};
 use crate::cli::{EXIT_DAMAGED, Tuning};
 use crate::cluster::model::ClusterState;
 use crate::engine::{Engine, EngineConfig};
@@ -144,18 +144,12 @@ pub fn summarize_capture(path: &Path, cluster: Option<&Path>, tuning: &Tuning) -
         engine.set_cluster(s.clone());
     }
     let mut finished = Vec::new();
-    let mut frames = 0u64;
-    let read = read_capture(path, None, |event| match event {
-        CaptureEvent::Interface(info) => engine.add_interface(info),
-        CaptureEvent::Frame(frame) => {
-            engine.ingest(&frame);
-            frames += 1;
-            if frames.is_multiple_of(4096) {
-                finished.extend(engine.drain_finished());
-            }
-        }
-        CaptureEvent::Comment(_) => {}
-    })
+    let mut drain = |engine: &mut Engine, _frames: u64| finished.extend(engine.drain_finished());
+    let read = read_capture_into(
+        path,
+        None,
+        &mut EngineFeed::new(&mut engine, 4096, &mut drain),
+    )
     .with_context(|| format!("reading {}", path.display()))?;
     engine.finish();
     finished.extend(engine.drain_finished());

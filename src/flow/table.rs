@@ -90,7 +90,6 @@ impl FlowTable {
     }
 
     /// Accounts one packet and returns its flow plus whether it travelled initiator → responder.
-    #[allow(clippy::too_many_arguments)]
     pub fn packet(
         &mut self,
         key: FlowKey,
@@ -99,8 +98,32 @@ impl FlowTable {
         wire_len: u32,
         tcp: Option<TcpMeta>,
     ) -> (&mut Flow, bool) {
+        let hash = self.hash(&key);
+        self.packet_hashed(key, hash, from_a, ts, wire_len, tcp)
+    }
+
+    /// The hash the table files `key` under.
+    pub fn hash(&self, key: &FlowKey) -> u64 {
+        self.flows.hash(key)
+    }
+
+    /// Asks the CPU to start loading the flow of a key with this hash, so a `packet` call for
+    /// it a little later finds it in cache. Changes nothing.
+    pub fn prefetch_flow(&self, hash: u64) {
+        self.flows.prefetch_flows(hash);
+    }
+
+    /// [`FlowTable::packet`] with the key's hash already computed.
+    pub fn packet_hashed(
+        &mut self,
+        key: FlowKey,
+        hash: u64,
+        from_a: bool,
+        ts: TimestampNs,
+        wire_len: u32,
+        tcp: Option<TcpMeta>,
+    ) -> (&mut Flow, bool) {
         self.advance(ts);
-        let hash = self.flows.hash(&key);
         let mut found = self.flows.find(hash, &key);
         if found.is_none() && self.flows.len() >= self.config.capacity {
             self.evict_oldest();

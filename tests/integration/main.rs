@@ -9,6 +9,7 @@ mod dissect_oracle;
 mod dissect_pcap;
 mod findings;
 mod flow_json;
+mod ingest_runs;
 mod kube_watch;
 mod live_capture;
 mod oracle_flows;
