@@ -137,7 +137,9 @@ pub struct FlowWriter<W: Write> {
     out: W,
     format: FlowFormat,
     rows: u64,
-    /// One record is assembled here, then written with one call.
+    /// JSON lines are assembled here and written in chunks of [`JSONL_CHUNK`] bytes: one copy
+    /// into this buffer, none through a `BufWriter` (a chunk that large passes straight
+    /// through one).
     scratch: Vec<u8>,
 }
 
@@ -147,14 +149,18 @@ impl<W: Write> FlowWriter<W> {
             out,
             format,
             rows: 0,
-            scratch: Vec::with_capacity(1024),
+            scratch: Vec::new(),
         }
     }
 
     pub fn write(&mut self, flow: &Flow, enrichment: Option<&Enrichment>) -> io::Result<()> {
         match self.format {
             FlowFormat::Jsonl => {
-                jsonl::write_flow_record(&mut self.out, &mut self.scratch, flow, enrichment)?;
+                jsonl::push_flow_record(&mut self.scratch, flow, enrichment);
+                if self.scratch.len() >= JSONL_CHUNK {
+                    self.out.write_all(&self.scratch)?;
+                    self.scratch.clear();
+                }
             }
             FlowFormat::Table => {
                 if self.rows == 0 {
@@ -225,7 +231,22 @@ impl<W: Write> FlowWriter<W> {
     }
 
     pub fn flush(&mut self) -> io::Result<()> {
+        if !self.scratch.is_empty() {
+            self.out.write_all(&self.scratch)?;
+            self.scratch.clear();
+        }
         self.out.flush()
+    }
+}
+
+/// Bytes of JSON lines gathered before one write.
+const JSONL_CHUNK: usize = 64 << 10;
+
+impl<W: Write> Drop for FlowWriter<W> {
+    /// Like `BufWriter`: what is still gathered is written, errors ignored (call `flush` to
+    /// see them).
+    fn drop(&mut self) {
+        let _ = self.flush();
     }
 }
 
