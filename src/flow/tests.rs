@@ -26,6 +26,25 @@ proptest! {
         prop_assert_eq!(k1, k2);
         prop_assert!(d1 != d2 || x == y);
     }
+
+    /// The canonical order is `Endpoint`'s derived order (address, then port) for IPv4,
+    /// IPv6 and mixed pairs, so keys match tshark's endpoint order.
+    #[test]
+    fn key_orders_endpoints_like_their_derived_order(
+        a in any::<[u8; 16]>(), ap in any::<u16>(), b in any::<[u8; 16]>(), bp in any::<u16>(),
+        a_v4 in any::<bool>(), b_v4 in any::<bool>(), same_addr in any::<bool>(),
+    ) {
+        let addr = |bytes: [u8; 16], v4: bool| if v4 {
+            IpAddr::from([bytes[0], bytes[1], bytes[2], bytes[3]])
+        } else {
+            IpAddr::from(bytes)
+        };
+        let x = Endpoint { addr: addr(a, a_v4), port: ap };
+        let y = Endpoint { addr: if same_addr { x.addr } else { addr(b, b_v4) }, port: bp };
+        let (key, from_a) = FlowKey::from_packet(6, x, y, false);
+        prop_assert_eq!((key.a, key.b), (x.min(y), x.max(y)));
+        prop_assert_eq!(from_a, x <= y);
+    }
 }
 
 #[test]
