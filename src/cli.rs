@@ -299,7 +299,13 @@ fn process(
         return Err(e.into());
     }
     engine.finish();
-    each_batch(engine)?;
+    // The table's last flows come out a few thousand at a time.
+    loop {
+        each_batch(engine)?;
+        if !engine.has_finished() {
+            break;
+        }
+    }
     Ok(summary)
 }
 

@@ -526,18 +526,28 @@ impl Engine {
     /// Flows that ended since the last call, settled (their results read every byte).
     pub fn drain_finished(&mut self) -> Vec<Flow> {
         let mut out = Vec::new();
-        self.take_finished(&mut out);
+        self.table.swap_all_finished(&mut out);
+        for flow in out.iter_mut() {
+            settle(flow, &mut self.budget, &mut self.dns);
+        }
         out
     }
 
     /// Like [`Engine::drain_finished`] without allocating: the finished flows are swapped
-    /// into `out` (cleared first), whose buffer the engine keeps for the next batch.
+    /// into `out` (cleared first), whose buffer the engine keeps for the next batch. After
+    /// [`Engine::finish`], one call hands out at most ~4,096 flows (so the end of a run never
+    /// holds a second copy of the table): call until [`Engine::has_finished`] is false.
     pub fn take_finished(&mut self, out: &mut Vec<Flow>) {
         out.clear();
         self.table.swap_finished(out);
         for flow in out.iter_mut() {
             settle(flow, &mut self.budget, &mut self.dns);
         }
+    }
+
+    /// Finished flows are waiting to be taken.
+    pub fn has_finished(&self) -> bool {
+        self.table.has_finished()
     }
 
     /// Ends the input: all live flows become finished (ordered by first packet).

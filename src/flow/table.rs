@@ -61,6 +61,9 @@ pub struct FlowTable {
     config: FlowTableConfig,
     flows: FlowStore,
     finished: Vec<Flow>,
+    /// After [`FlowTable::finish`]: the flows still to hand out, sorted, in chunks; they join
+    /// `finished` a few chunks at a time, so the end of a run never holds a second copy.
+    ending: std::collections::VecDeque<Vec<Flow>>,
     scratch_keys: Vec<FlowKey>,
     next_serial: u64,
     now_ns: TimestampNs,
@@ -77,6 +80,7 @@ impl FlowTable {
             },
             flows: FlowStore::default(),
             finished: Vec::new(),
+            ending: std::collections::VecDeque::new(),
             scratch_keys: Vec::new(),
             next_serial: 0,
             now_ns: 0,
@@ -260,29 +264,52 @@ impl FlowTable {
     }
 
     /// Swaps the finished queue with `out` (which should be empty): the two buffers
-    /// alternate, so steady-state draining allocates nothing.
+    /// alternate, so steady-state draining allocates nothing. After `finish`, each call hands
+    /// out at most ~4,096 of the remaining flows; call until [`FlowTable::has_finished`] is
+    /// false.
     pub fn swap_finished(&mut self, out: &mut Vec<Flow>) {
+        if self.finished.is_empty() {
+            self.refill(4096);
+        }
         std::mem::swap(&mut self.finished, out);
     }
 
-    /// Flows that left the table since the last call, in the order they left.
+    /// [`FlowTable::swap_finished`] for every finished flow, including all `finish` left.
+    pub fn swap_all_finished(&mut self, out: &mut Vec<Flow>) {
+        self.refill(usize::MAX);
+        std::mem::swap(&mut self.finished, out);
+    }
+
+    /// Every finished flow, including all that `finish` left.
     pub fn drain_finished(&mut self) -> std::vec::Drain<'_, Flow> {
+        self.refill(usize::MAX);
         self.finished.drain(..)
     }
 
-    /// Ends the input: every live flow moves to the finished queue, ordered by first packet.
-    ///
-    /// The store's chunks are freed as their flows move out, so the end of a run holds one
-    /// copy of the live flows (it used to hold three: table, temporary vector, queue).
-    pub fn finish(&mut self) {
-        let mut rest = self.flows.take_all();
-        // Serials are unique, so the unstable (in-place, allocation-free) sort is deterministic.
-        rest.sort_unstable_by_key(|f| (f.first_ns, f.serial));
-        if self.finished.is_empty() {
-            self.finished = rest;
-        } else {
-            self.finished.append(&mut rest);
+    /// Flows are waiting to be taken.
+    pub fn has_finished(&self) -> bool {
+        !self.finished.is_empty() || !self.ending.is_empty()
+    }
+
+    /// Moves whole chunks of `ending` into the queue until it holds `at_least` flows.
+    fn refill(&mut self, at_least: usize) {
+        while self.finished.len() < at_least
+            && let Some(chunk) = self.ending.pop_front()
+        {
+            self.finished.extend(chunk);
         }
+    }
+
+    /// Ends the input: every live flow becomes finished, ordered by first packet, after the
+    /// flows already queued.
+    ///
+    /// The flows are sorted where they lie and leave their chunks a few at a time, so the end
+    /// of a run holds one copy of the live flows (it once held three: table, temporary
+    /// vector, queue).
+    pub fn finish(&mut self) {
+        // Serials are unique: the order is total and deterministic.
+        let rest = self.flows.take_sorted(|f| (f.first_ns, f.serial));
+        self.ending.extend(rest);
     }
 
     pub fn live(&self) -> usize {

@@ -149,6 +149,49 @@ fn full_table_evicts_the_least_recent_and_counts_it() {
     assert_eq!(finished.len() + table.live(), 40, "no packet lost");
 }
 
+/// After `finish`, `swap_finished` hands the remaining flows out a few thousand at a time,
+/// each exactly once, ordered by first packet (ties by serial), after what was queued.
+#[test]
+fn finish_hands_out_the_table_in_order_a_few_thousand_at_a_time() {
+    let mut table = FlowTable::new(FlowTableConfig {
+        capacity: 12_000,
+        ..FlowTableConfig::default()
+    });
+    // First packets out of serial order: timestamps cycle, so sorting really moves flows.
+    for i in 0..10_000u32 {
+        let src = Endpoint {
+            addr: IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i)),
+            port: 1000,
+        };
+        let (key, from_a) = FlowKey::from_packet(17, src, ep(2, 53), false);
+        table.packet(
+            key,
+            from_a,
+            1 + u64::from(i * 7919 % 10_000) % 5_000,
+            80,
+            None,
+        );
+    }
+    table.finish();
+    assert_eq!(table.live(), 0);
+    let mut all = Vec::new();
+    let mut out = Vec::new();
+    let mut calls = 0;
+    while table.has_finished() {
+        table.swap_finished(&mut out);
+        assert!(!out.is_empty() && out.len() <= 4096 + 1024, "{}", out.len());
+        all.append(&mut out);
+        calls += 1;
+    }
+    assert!(calls >= 3, "handed out gradually: {calls} calls");
+    assert_eq!(all.len(), 10_000);
+    assert!(
+        all.windows(2)
+            .all(|w| (w[0].first_ns, w[0].serial) < (w[1].first_ns, w[1].serial)),
+        "ordered by first packet, then serial"
+    );
+}
+
 #[test]
 fn idle_flows_expire_by_packet_time() {
     let mut table = FlowTable::new(FlowTableConfig::default());
