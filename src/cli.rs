@@ -354,7 +354,14 @@ fn flows(
     let mut batch = Vec::new();
     let summary = process(path, &mut engine, show_progress, |engine| {
         engine.take_finished(&mut batch);
-        for flow in &batch {
+        for (i, flow) in batch.iter().enumerate() {
+            // Finished flows' results are cold: request two flows ahead, one level per flow.
+            if let Some(later) = batch.get(i + 2) {
+                later.app.prefetch_result(false);
+            }
+            if let Some(next) = batch.get(i + 1) {
+                next.app.prefetch_result(true);
+            }
             let enrichment = engine.enrich(flow);
             // The filter reads the same summary the TUI shows (built only when filtering).
             if let Some(filter) = filter

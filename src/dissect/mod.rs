@@ -819,6 +819,38 @@ impl FlowDissector {
         }
     }
 
+    /// Cache hint for a writer about to read [`FlowDissector::result`]: requests the result's
+    /// box and, with `deep` (call it a little later, when that box has arrived), the facts and
+    /// the SNI it points to. A finished flow's result is cold by the time it is written, and
+    /// each level is a dependent miss. Changes nothing.
+    pub fn prefetch_result(&self, deep: bool) {
+        let Some(inner) = &self.inner else {
+            return;
+        };
+        let boxed: *const Inner = &**inner;
+        crate::prefetch::prefetch_bytes(boxed.cast(), std::mem::size_of::<Inner>());
+        if !deep {
+            return;
+        }
+        let info = &inner.info;
+        if let Some(sni) = &info.sni {
+            crate::prefetch::prefetch_bytes(sni.as_ptr(), sni.len());
+        }
+        let (facts, size): (*const u8, usize) = match &info.facts {
+            Some(Facts::Tls(tls)) => (
+                (&**tls as *const tls::TlsFacts).cast(),
+                size_of::<tls::TlsFacts>(),
+            ),
+            Some(Facts::Http(http)) => (
+                (&**http as *const http::HttpFacts).cast(),
+                size_of::<http::HttpFacts>(),
+            ),
+            Some(Facts::Dns(dns)) => ((&**dns as *const DnsFacts).cast(), size_of::<DnsFacts>()),
+            _ => return,
+        };
+        crate::prefetch::prefetch_bytes(facts, size);
+    }
+
     /// Convenience wrapper matching the simplest call shape: payload with an optional sequence
     /// number and the SYN flag.
     pub fn on_payload(
