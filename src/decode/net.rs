@@ -61,13 +61,73 @@ pub fn decode_ip(data: &[u8]) -> Result<super::Decoded<'_>, DecodeError> {
 }
 
 /// Decodes an IP header and what it carries; records the packet (or recurses into a tunnel).
-pub(crate) fn ip<'a>(data: &'a [u8], depth: u8, ctx: &mut Ctx<'a>) -> Result<(), DecodeError> {
-    let (slice, ext_error) = LaxIpSlice::from_slice(data).map_err(|_| DecodeError::BadIpHeader)?;
-    if ctx.l3.is_none() {
-        ctx.l3 = Some(data);
+/// The layer fields `ip` reads from an IP header.
+#[derive(Debug, PartialEq, Eq)]
+struct IpLayer<'a> {
+    src: IpAddr,
+    dst: IpAddr,
+    fragment: Fragment,
+    proto: u8,
+    payload: &'a [u8],
+    /// The header's length says more bytes follow than were captured.
+    incomplete: bool,
+    /// The IPv6 extension chain (or IPv4 authentication header) is broken.
+    broken_extensions: bool,
+}
+
+/// IP's authentication header: etherparse reads past it.
+const IPPROTO_AUTH: u8 = 51;
+
+/// An IPv4 header without options and without an authentication header (nearly every
+/// packet), read directly: exactly the fields etherparse's `LaxIpSlice` gives for it (a
+/// proptest compares the two), without building its ~200-byte result. Anything else is
+/// `None` and goes through etherparse.
+fn plain_ipv4(data: &[u8]) -> Option<IpLayer<'_>> {
+    let header = data.get(..20)?;
+    if header[0] != 0x45 || header[9] == IPPROTO_AUTH {
+        return None;
     }
-    let src = slice.source_addr();
-    let dst = slice.destination_addr();
+    // Like etherparse's lax slice: a total length shorter than the header or longer than
+    // the capture falls back to the captured bytes (the latter marked incomplete).
+    let total = usize::from(u16::from_be_bytes([header[2], header[3]]));
+    let (payload, incomplete) = if total < 20 {
+        (&data[20..], false)
+    } else if total > data.len() {
+        (&data[20..], true)
+    } else {
+        (&data[20..total], false)
+    };
+    let flags_offset = u16::from_be_bytes([header[6], header[7]]);
+    let id = u32::from(u16::from_be_bytes([header[4], header[5]]));
+    let fragment = if flags_offset & 0x1fff != 0 {
+        Fragment::Later { id }
+    } else if flags_offset & 0x2000 != 0 {
+        Fragment::First { id }
+    } else {
+        Fragment::None
+    };
+    Some(IpLayer {
+        src: IpAddr::from([header[12], header[13], header[14], header[15]]),
+        dst: IpAddr::from([header[16], header[17], header[18], header[19]]),
+        fragment,
+        proto: header[9],
+        payload,
+        incomplete,
+        broken_extensions: false,
+    })
+}
+
+/// Any IP header: the common shape directly, the rest through etherparse.
+fn ip_layer(data: &[u8]) -> Result<IpLayer<'_>, DecodeError> {
+    match plain_ipv4(data) {
+        Some(layer) => Ok(layer),
+        None => lax_ip_layer(data),
+    }
+}
+
+/// Any IP header, through etherparse's lax slicer.
+fn lax_ip_layer(data: &[u8]) -> Result<IpLayer<'_>, DecodeError> {
+    let (slice, ext_error) = LaxIpSlice::from_slice(data).map_err(|_| DecodeError::BadIpHeader)?;
     let fragment = match &slice {
         LaxIpSlice::Ipv4(v4) => {
             let header = v4.header();
@@ -84,8 +144,30 @@ pub(crate) fn ip<'a>(data: &'a [u8], depth: u8, ctx: &mut Ctx<'a>) -> Result<(),
         LaxIpSlice::Ipv6(_) => ipv6_fragment(data),
     };
     let payload = slice.payload();
-    let proto = payload.ip_number.0;
-    let bytes = payload.payload;
+    Ok(IpLayer {
+        src: slice.source_addr(),
+        dst: slice.destination_addr(),
+        fragment,
+        proto: payload.ip_number.0,
+        payload: payload.payload,
+        incomplete: payload.incomplete,
+        broken_extensions: ext_error.is_some(),
+    })
+}
+
+pub(crate) fn ip<'a>(data: &'a [u8], depth: u8, ctx: &mut Ctx<'a>) -> Result<(), DecodeError> {
+    let IpLayer {
+        src,
+        dst,
+        fragment,
+        proto,
+        payload: bytes,
+        incomplete,
+        broken_extensions,
+    } = ip_layer(data)?;
+    if ctx.l3.is_none() {
+        ctx.l3 = Some(data);
+    }
     let bare = Packet {
         proto,
         src,
@@ -100,7 +182,7 @@ pub(crate) fn ip<'a>(data: &'a [u8], depth: u8, ctx: &mut Ctx<'a>) -> Result<(),
         ctx.inner = Some(bare);
         return Ok(());
     }
-    if ext_error.is_some() {
+    if broken_extensions {
         // The extension chain is broken: what follows cannot be trusted as a transport header.
         ctx.inner = Some(Packet { proto: 0, ..bare });
         return Err(DecodeError::BadIpv6Extension);
@@ -116,7 +198,7 @@ pub(crate) fn ip<'a>(data: &'a [u8], depth: u8, ctx: &mut Ctx<'a>) -> Result<(),
             ctx.inner = Some(packet);
             // Like Wireshark, only look inside datagrams whose UDP length is consistent
             // (GSO/BIG TCP captures carry 0 or a wrapped length).
-            if whole && depth < MAX_TUNNEL_DEPTH && udp_length_ok(bytes, payload.incomplete) {
+            if whole && depth < MAX_TUNNEL_DEPTH && udp_length_ok(bytes, incomplete) {
                 udp_tunnel(packet, depth, ctx);
             }
             Ok(())
@@ -449,4 +531,34 @@ fn ipv6_fragment(data: &[u8]) -> Fragment {
         next = header[0];
     }
     Fragment::None
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// The direct IPv4 reader gives exactly etherparse's lax reading wherever it answers:
+        /// any lengths (short, padded, cut), flags, fragment offsets and protocols.
+        #[test]
+        fn plain_ipv4_reads_what_etherparse_reads(
+            mut data in proptest::collection::vec(any::<u8>(), 0..80),
+            plain_header in any::<bool>(),
+            total in prop_oneof![Just(None), (0u16..100).prop_map(Some)],
+        ) {
+            if plain_header && !data.is_empty() {
+                data[0] = 0x45;
+            }
+            if let (Some(total), true) = (total, data.len() >= 4) {
+                data[2..4].copy_from_slice(&total.to_be_bytes());
+            }
+            if let Some(fast) = plain_ipv4(&data) {
+                prop_assert_eq!(Ok(fast), lax_ip_layer(&data));
+            } else {
+                prop_assert!(data.len() < 20 || data[0] != 0x45 || data[9] == IPPROTO_AUTH);
+            }
+        }
+    }
 }
