@@ -190,7 +190,13 @@ pub(crate) fn ip<'a>(data: &'a [u8], depth: u8, ctx: &mut Ctx<'a>) -> Result<(),
     let whole = matches!(fragment, Fragment::None);
     match proto {
         ipproto::TCP => {
-            ctx.inner = Some(tcp(bare)?);
+            // Checked first, so a truncated header leaves `ctx.inner` as it was.
+            if bytes.len() < 4 {
+                return Err(DecodeError::TransportTruncated);
+            }
+            // Filled in place: a packet built here and copied out was read back before its
+            // narrow stores had retired (a store-forwarding stall on most packets).
+            read_tcp(ctx.inner.insert(bare));
             Ok(())
         }
         ipproto::UDP => {
@@ -258,29 +264,25 @@ fn udp_length_ok(datagram: &[u8], ip_payload_cut: bool) -> bool {
     }
 }
 
-fn tcp(packet: Packet<'_>) -> Result<Packet<'_>, DecodeError> {
+/// Reads the TCP header into `packet` (whose payload holds at least the 4 port bytes).
+fn read_tcp(packet: &mut Packet<'_>) {
     let data = packet.payload;
-    let (src_port, dst_port) = ports(data)?;
-    let mut out = Packet {
-        src_port,
-        dst_port,
-        payload: &[],
-        ..packet
-    };
+    packet.src_port = u16::from_be_bytes([data[0], data[1]]);
+    packet.dst_port = u16::from_be_bytes([data[2], data[3]]);
+    packet.payload = &[];
     if data.len() >= 14 {
         let seq = u32::from_be_bytes([data[4], data[5], data[6], data[7]]);
         let ack = u32::from_be_bytes([data[8], data[9], data[10], data[11]]);
         let header_len = usize::from(data[12] >> 4) * 4;
-        out.tcp = Some(TcpMeta {
+        packet.tcp = Some(TcpMeta {
             seq,
             ack,
             flags: data[13],
         });
         if header_len >= 20 {
-            out.payload = data.get(header_len..).unwrap_or(&[]);
+            packet.payload = data.get(header_len..).unwrap_or(&[]);
         }
     }
-    Ok(out)
 }
 
 fn udp(packet: Packet<'_>) -> Result<Packet<'_>, DecodeError> {
