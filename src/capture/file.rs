@@ -2,6 +2,9 @@
 //! per-interface link types and timestamp resolutions, EPB/SPB/OPB, comments) and their
 //! gzip-compressed forms.
 //!
+//! A [`CaptureSink`] receives interfaces, comments and frames in file order; pcap records that
+//! lie whole in the read buffer arrive as one run, so the engine can work ahead on them.
+//!
 //! Guarantees: memory stays bounded by the largest record (capped at [`MAX_RECORD_BYTES`]),
 //! never by the file's size. A truncated or corrupt file yields every frame before the damage
 //! and a [`Damage`] saying what happened and at which byte offset (of the decompressed
