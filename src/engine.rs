@@ -4,8 +4,8 @@
 //! one frame; `Engine::ingest_run` does the same for consecutive frames while working a few
 //! frames ahead (decoding, cache prefetches), with the same results. It is pure (no I/O, no
 //! clock, no threads): the same frames in the same order always give the same flows and
-//! statistics. Finished flows queue up until the caller
-//! drains them, so a headless run can stream records and keep memory bounded.
+//! statistics. Finished flows queue up until the caller drains them, so a headless run can
+//! stream records and keep memory bounded.
 
 use std::collections::{BTreeMap, HashMap};
 
