@@ -529,9 +529,7 @@ impl Engine {
     pub fn drain_finished(&mut self) -> Vec<Flow> {
         let mut out = Vec::new();
         self.table.swap_all_finished(&mut out);
-        for flow in out.iter_mut() {
-            settle(flow, &mut self.budget, &mut self.dns);
-        }
+        self.settle_all(&mut out);
         out
     }
 
@@ -542,7 +540,12 @@ impl Engine {
     pub fn take_finished(&mut self, out: &mut Vec<Flow>) {
         out.clear();
         self.table.swap_finished(out);
-        for flow in out.iter_mut() {
+        self.settle_all(out);
+    }
+
+    /// Runs the deferred analyses of flows that left the table.
+    fn settle_all(&mut self, flows: &mut [Flow]) {
+        for flow in flows {
             settle(flow, &mut self.budget, &mut self.dns);
         }
     }
